@@ -1,0 +1,215 @@
+"""Typed configuration for every part of maskgit, plus the preset tables.
+
+Configs are plain dataclasses, saved as JSON beside every checkpoint and sample dump
+(`to_dict` / `from_dict`). Special token ids (class tokens, null class, mask id) are
+derived here once, following the official MaskGIT vocabulary layout (SPEC section 5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+T = TypeVar("T")
+
+
+def to_dict(config: Any) -> dict:
+    """Convert a (possibly nested) config dataclass into JSON-friendly dicts and lists."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Build config `cls` from a dict; unknown keys are an error (they signal a mismatched file)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields are {sorted(names)}")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value)
+        elif isinstance(value, list) and "tuple" in str(hint):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """VQGAN tokenizer: convolutional encoder/decoder around a vector quantizer (SPEC 1, 5b)."""
+
+    in_channels: int = 1
+    image_size: int = 28  # native training size; any multiple of `downsample_factor` encodes
+    base_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2)  # one level per entry; len - 1 downsamplings
+    num_res_blocks: int = 2
+    mid_attention: bool = False  # self-attention at the lowest resolution
+    embed_dim: int = 64
+    codebook_size: int = 512
+    l2_normalize: bool = False  # cosine-similarity lookup (ViT-VQGAN style)
+    ema_decay: float = 0.0  # > 0: EMA codebook updates instead of the codebook loss
+    commitment_weight: float = 0.25
+    norm_groups: int = 32
+    official_shortcut: bool = False  # official quirk: 1x1 shortcut applied to convolved features
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.downsample_factor
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Bidirectional BERT-style transformer of the official MaskGIT (SPEC section 5).
+
+    Vocabulary layout: [0, K) codebook ids, [K, K + C) class tokens, then the null class
+    (only when `null_class` is set, for classifier-free guidance), and the mask id as the
+    last row, which is what the official `mask_token_id = -1` resolves to.
+    """
+
+    codebook_size: int = 512
+    num_classes: int = 10
+    grid_size: int = 7  # tokens per side; sequence = (class token) + grid_size**2
+    hidden_size: int = 256
+    num_layers: int = 6
+    num_heads: int = 8
+    intermediate_size: int = 1024
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    null_class: bool = True  # extra class row for label dropout / guidance
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.null_class and self.num_classes == 0:
+            raise ValueError("null_class needs num_classes > 0 (an unconditional model has no class token)")
+
+    @property
+    def num_tokens(self) -> int:
+        """Image tokens per sample (N)."""
+        return self.grid_size * self.grid_size
+
+    @property
+    def seq_len(self) -> int:
+        return self.num_tokens + (1 if self.num_classes > 0 else 0)
+
+    @property
+    def null_label(self) -> int | None:
+        """The label index that means 'no class' (label dropout, guidance)."""
+        return self.num_classes if self.null_class else None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.codebook_size + self.num_classes + int(self.null_class) + 1
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab_size - 1
+
+    def class_token(self, label: int) -> int:
+        return self.codebook_size + label
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Defaults for iterative parallel decoding (SPEC section 4)."""
+
+    steps: int = 8
+    schedule: str = "cosine"
+    temperature: float = 1.0
+    choice_temperature: float = 4.5
+    guidance_scale: float = 0.0
+    guidance_schedule: str = "constant"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything `MaskGIT.save_pretrained` writes to `config.json`."""
+
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.tokenizer.codebook_size != self.transformer.codebook_size:
+            raise ValueError(
+                f"tokenizer has {self.tokenizer.codebook_size} codes but the transformer expects "
+                f"{self.transformer.codebook_size}"
+            )
+        if self.tokenizer.grid_size != self.transformer.grid_size:
+            raise ValueError(
+                f"tokenizer makes a {self.tokenizer.grid_size}x{self.tokenizer.grid_size} grid but the "
+                f"transformer expects {self.transformer.grid_size}x{self.transformer.grid_size}"
+            )
+        if self.class_names and len(self.class_names) != self.transformer.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names for {self.transformer.num_classes} classes"
+            )
+
+
+TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
+    # Test-sized: 8x8 grayscale (scikit-learn digits), factor 2 -> 4x4 grid.
+    "tiny": TokenizerConfig(in_channels=1, image_size=8, base_channels=16, channel_mult=(1, 2),
+                            num_res_blocks=1, embed_dim=8, codebook_size=16, norm_groups=8),
+    # 28x28 grayscale (Fashion-MNIST), factor 4 -> 7x7 grid.
+    "fashion-mnist": TokenizerConfig(),
+    # 64x64 RGB, factor 8 -> 8x8 grid.
+    "rgb-64": TokenizerConfig(in_channels=3, image_size=64, base_channels=64, channel_mult=(1, 1, 2, 2),
+                              num_res_blocks=2, mid_attention=True, embed_dim=128, codebook_size=1024),
+    # Official ImageNet VQGAN layout (SPEC 5b): factor 16, 1024 codes of 256 dims.
+    "imagenet": TokenizerConfig(in_channels=3, image_size=256, base_channels=128, channel_mult=(1, 1, 2, 2, 4),
+                                num_res_blocks=2, embed_dim=256, codebook_size=1024, official_shortcut=True),
+}
+
+TRANSFORMER_PRESETS: dict[str, TransformerConfig] = {
+    "tiny": TransformerConfig(codebook_size=16, num_classes=10, grid_size=4, hidden_size=32, num_layers=2,
+                              num_heads=2, intermediate_size=64),
+    "small": TransformerConfig(),
+    "imagenet-256": TransformerConfig(codebook_size=1024, num_classes=1000, grid_size=16, hidden_size=768,
+                                      num_layers=24, num_heads=16, intermediate_size=3072, null_class=False),
+    "imagenet-512": TransformerConfig(codebook_size=1024, num_classes=1000, grid_size=32, hidden_size=768,
+                                      num_layers=24, num_heads=16, intermediate_size=3072, null_class=False),
+}
+
+
+def preset(table: dict[str, T], name: str) -> T:
+    """Look a preset up by name, with an error that lists the choices."""
+    if name not in table:
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(table)}")
+    return table[name]

@@ -1,0 +1,140 @@
+"""The bidirectional transformer of MaskGIT, in the official BERT layout (SPEC section 5).
+
+Post-LayerNorm blocks (epsilon 1e-12), tanh-GELU, learned absolute positions, and an MLM head
+whose output projection is tied to the word embedding. Submodule names follow the official
+Flax modules (Embed_0, TransformerLayer_i, MlmLayer_0) so that official weights map one to one.
+The network returns logits only; masking, loss and sampling live elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import TransformerConfig
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")  # JAX's default GELU
+
+
+class Embed(nn.Module):
+    """Word + position embeddings, LayerNorm, dropout."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position_embeddings = nn.Embedding(config.seq_len, config.hidden_size)
+        self.embeddings_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = self.position_embeddings.weight[: ids.shape[1]]
+        return self.dropout(self.embeddings_ln(self.word_embeddings(ids) + positions))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with biases, then dropout, residual add and LayerNorm."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        d = config.hidden_size
+        self.num_heads = config.num_heads
+        self.query, self.key, self.value, self.out = (nn.Linear(d, d) for _ in range(4))
+        self.attention_output_ln = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.dropout_p = config.dropout
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        heads = [proj(x).view(b, n, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value)]
+        p = self.dropout_p if self.training else 0.0
+        y = F.scaled_dot_product_attention(*heads, dropout_p=p)  # (B, heads, N, head_dim)
+        y = self.out(y.transpose(1, 2).reshape(b, n, d))
+        return self.attention_output_ln(x + self.dropout(y))
+
+
+class Mlp(nn.Module):
+    """Dense -> GELU -> dense, then dropout, residual add and LayerNorm."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.intermediate_output = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.layer_output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.layer_output_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.layer_output(_gelu(self.intermediate_output(x)))
+        return self.layer_output_ln(x + self.dropout(y))
+
+
+class TransformerLayer(nn.Module):
+    """One post-LN BERT block."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.Attention_0 = Attention(config)
+        self.Mlp_0 = Mlp(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.Mlp_0(self.Attention_0(x))
+
+
+class MlmLayer(nn.Module):
+    """Dense -> GELU -> LayerNorm; logits come from the tied word embedding plus a bias."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.mlm_dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.mlm_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor, num_outputs: int) -> torch.Tensor:
+        h = self.mlm_ln(_gelu(self.mlm_dense(x)))
+        # Only the first num_outputs rows (the codebook) can be sampled; skip the rest.
+        return F.linear(h, embedding[:num_outputs], self.mlm_bias[:num_outputs])
+
+
+class MaskGITTransformer(nn.Module):
+    """Bidirectional transformer: (tokens, labels) -> logits over the codebook at every grid position."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        self.Embed_0 = Embed(config)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.MlmLayer_0 = MlmLayer(config)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Args:
+            tokens: (B, N) long, codebook ids or `config.mask_id`, raster order.
+            labels: (B,) long class indices in [0, num_classes) or `config.null_label`;
+                None for an unconditional model (num_classes == 0).
+        Returns:
+            (B, N, codebook_size) logits.
+        """
+        cfg = self.config
+        if tokens.shape[1] != cfg.num_tokens:
+            raise ValueError(f"expected {cfg.num_tokens} tokens per sample, got {tokens.shape[1]}")
+        if cfg.num_classes > 0:
+            if labels is None:
+                raise ValueError("this transformer is class-conditional: pass labels")
+            ids = torch.cat([(labels + cfg.codebook_size).unsqueeze(1), tokens], dim=1)  # class token first
+        else:
+            ids = tokens
+        x = self.Embed_0(ids)  # (B, L, D)
+        for layer in self.layers:
+            x = layer(x)
+        logits = self.MlmLayer_0(x, self.Embed_0.word_embeddings.weight, cfg.codebook_size)
+        return logits[:, ids.shape[1] - cfg.num_tokens :]
