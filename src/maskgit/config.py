@@ -183,6 +183,36 @@ class ModelConfig:
             )
 
 
+@dataclass(frozen=True)
+class TransformerTrainingConfig:
+    """MVTM training of the transformer (SPEC section 3); defaults follow the official ImageNet recipe."""
+
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # for the periodic sample grids
+    batch_size: int = 256
+    grad_accum_steps: int = 1
+    max_steps: int = 100_000
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.96)
+    weight_decay: float = 0.045
+    warmup_steps: int = 5000
+    min_lr_ratio: float = 0.0  # cosine decay to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    dropout: float | None = None  # None: keep transformer.dropout
+    label_smoothing: float = 0.1
+    label_dropout: float = 0.1  # null-class probability, enables classifier-free guidance
+    mask_schedule: str = "cosine"
+    unmasked_weight: float = 0.0  # 0 = loss on masked tokens only (official)
+    ema_decay: float = 0.999
+    hflip: bool = False  # horizontal flip augmentation (tokens of both views are cached)
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16" (Accelerate)
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 500
+    num_workers: int = 0
+
+
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     # Test-sized: 8x8 grayscale (scikit-learn digits), factor 2 -> 4x4 grid.
     "tiny": TokenizerConfig(in_channels=1, image_size=8, base_channels=16, channel_mult=(1, 2),

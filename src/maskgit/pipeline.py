@@ -1,0 +1,216 @@
+"""The MaskGIT facade: a VQGAN tokenizer and a bidirectional transformer behind one object.
+
+`MaskGIT.generate` samples class-conditional images by iterative parallel decoding;
+`fill_tokens` is the one entry to the decoding loop (generation and every editing task use it);
+`save_pretrained` / `from_pretrained` store both networks as safetensors plus one JSON config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .config import ModelConfig, SamplingConfig, from_dict, to_dict, write_json_atomic
+from . import editing
+from .decoding import GeneratorArg, decode, guided_logits_fn
+from .training.checkpoint import load_weights, save_weights
+from .transformer import MaskGITTransformer
+from .vq import VQGAN
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+CONFIG_NAME = "config.json"
+TOKENIZER_WEIGHTS = "tokenizer.safetensors"
+TRANSFORMER_WEIGHTS = "transformer.safetensors"
+
+Labels = torch.Tensor | Sequence[int | str] | None
+
+
+def bundled_models() -> list[str]:
+    """Names accepted by `MaskGIT.from_pretrained` without a path (shipped inside the package)."""
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).is_file()) if PRETRAINED_DIR.is_dir() else []
+
+
+class MaskGIT(nn.Module):
+    """Tokenizer + transformer, with sampling defaults and class names."""
+
+    def __init__(self, tokenizer: VQGAN, transformer: MaskGITTransformer, sampling: SamplingConfig | None = None,
+                 class_names: Sequence[str] = ()):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.transformer = transformer
+        self.sampling = sampling or SamplingConfig()
+        self.class_names = tuple(class_names)
+        self.config  # validates that the two networks fit together
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig(tokenizer=self.tokenizer.config, transformer=self.transformer.config,
+                           sampling=self.sampling, class_names=self.class_names)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "MaskGIT":
+        """A randomly initialised model."""
+        return cls(VQGAN(config.tokenizer), MaskGITTransformer(config.transformer), config.sampling, config.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.json, tokenizer.safetensors and transformer.safetensors (each atomically)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_weights(self.tokenizer, directory / TOKENIZER_WEIGHTS)
+        save_weights(self.transformer, directory / TRANSFORMER_WEIGHTS)
+        write_json_atomic(directory / CONFIG_NAME, to_dict(self.config))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu") -> "MaskGIT":
+        """Load a bundled model by name (see `bundled_models()`) or a directory from `save_pretrained`."""
+        directory = Path(name_or_path)
+        if not (directory / CONFIG_NAME).is_file():
+            if isinstance(name_or_path, str) and (PRETRAINED_DIR / name_or_path / CONFIG_NAME).is_file():
+                directory = PRETRAINED_DIR / name_or_path
+            else:
+                raise FileNotFoundError(
+                    f"{str(name_or_path)!r} is neither a bundled model ({bundled_models() or 'none installed'}) "
+                    f"nor a directory holding {CONFIG_NAME} (as written by MaskGIT.save_pretrained)"
+                )
+        try:
+            config = from_dict(ModelConfig, json.loads((directory / CONFIG_NAME).read_text()))
+        except (json.JSONDecodeError, TypeError, ValueError) as err:
+            raise ValueError(f"{directory / CONFIG_NAME} is not a valid maskgit config: {err}") from err
+        model = cls.from_config(config)
+        load_weights(model.tokenizer, directory / TOKENIZER_WEIGHTS)
+        load_weights(model.transformer, directory / TRANSFORMER_WEIGHTS)
+        return model.to(device).eval()
+
+    # ------------------------------------------------------------------ sampling
+    def resolve_labels(self, labels: Labels, batch_size: int | None = None) -> torch.Tensor | None:
+        """Class indices or names -> (B,) long tensor on the model's device, range-checked."""
+        num_classes = self.transformer.config.num_classes
+        if labels is None:
+            if num_classes > 0:
+                raise ValueError(f"this model is class-conditional ({num_classes} classes): pass labels")
+            return None
+        if num_classes == 0:
+            raise ValueError("this model is unconditional: pass labels=None")
+        if not torch.is_tensor(labels):
+            labels = torch.tensor([self._class_index(x) for x in labels], dtype=torch.long)
+        labels = labels.to(self.device, torch.long).reshape(-1)
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if bad.numel():
+            raise ValueError(f"label {int(bad[0])} is out of range: this model has classes 0..{num_classes - 1}")
+        if batch_size is not None and labels.numel() not in (1, batch_size):
+            raise ValueError(f"got {labels.numel()} labels for a batch of {batch_size}")
+        return labels.expand(batch_size) if batch_size is not None else labels
+
+    def _class_index(self, label: int | str) -> int:
+        if isinstance(label, str) and not label.lstrip("-").isdigit():
+            lowered = [n.lower() for n in self.class_names]
+            if label.lower() not in lowered:
+                raise ValueError(f"unknown class name {label!r}; known names: {list(self.class_names) or 'none'}")
+            return lowered.index(label.lower())
+        return int(label)
+
+    def fill_tokens(self, tokens: torch.Tensor, labels: torch.Tensor | None, *, steps: int | None = None,
+                    schedule: str | None = None, temperature: float | None = None,
+                    choice_temperature: float | None = None, guidance_scale: float | None = None,
+                    guidance_schedule: str | None = None, start_iter: int = 0,
+                    generator: GeneratorArg = None, return_history: bool = False):
+        """Decode the `mask_id` positions of (B, N) `tokens`; unset arguments take `self.sampling`."""
+        s = self.sampling
+        cfg = self.transformer.config
+        logits_fn = guided_logits_fn(
+            self.transformer, labels, mask_id=cfg.mask_id, null_label=cfg.null_label,
+            guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
+            guidance_schedule=guidance_schedule or s.guidance_schedule,
+        )
+        return decode(
+            logits_fn, tokens, mask_id=cfg.mask_id, steps=s.steps if steps is None else steps,
+            schedule=schedule or s.schedule, temperature=s.temperature if temperature is None else temperature,
+            choice_temperature=s.choice_temperature if choice_temperature is None else choice_temperature,
+            start_iter=start_iter, generator=generator, return_history=return_history,
+        )
+
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N) codebook ids (raster order) -> images (B, C, H, W) in [0, 1]."""
+        g = self.transformer.config.grid_size
+        return self.tokenizer.decode_ids(tokens.view(-1, g, g))
+
+    def decode_history(self, history: torch.Tensor, masked_value: float = 0.5) -> torch.Tensor:
+        """(B, T, N) per-step tokens -> (B, T, C, H, W) images; still-unknown tokens' patches are grey."""
+        b, t, n = history.shape
+        cfg = self.transformer.config
+        unknown = history == cfg.mask_id
+        images = self.decode_tokens(history.masked_fill(unknown, 0).reshape(b * t, n))
+        g, f = cfg.grid_size, self.tokenizer.config.downsample_factor
+        patch_mask = unknown.view(b * t, 1, g, g).float()
+        patch_mask = torch.nn.functional.interpolate(patch_mask, scale_factor=f, mode="nearest").bool()
+        return images.masked_fill(patch_mask, masked_value).view(b, t, *images.shape[1:])
+
+    @torch.no_grad()
+    def generate(self, labels: Labels = None, *, num_samples: int | None = None, return_history: bool = False,
+                 **sampling) -> torch.Tensor:
+        """Sample images.
+
+        Args:
+            labels: class indices or names, one per image (None for an unconditional model).
+            num_samples: batch size when labels is None, or to repeat a single label.
+            **sampling: steps, schedule, temperature, choice_temperature, guidance_scale,
+                guidance_schedule, generator (see `fill_tokens`).
+        Returns:
+            (B, C, H, W) float images in [0, 1]; with return_history, also the (B, T, N) tokens
+            after each step (mask id where still unknown).
+        """
+        labels = self.resolve_labels(labels, num_samples)
+        batch = labels.numel() if labels is not None else num_samples
+        if not batch:
+            raise ValueError("nothing to generate: pass labels or num_samples")
+        cfg = self.transformer.config
+        tokens = torch.full((batch, cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=self.device)
+        out = self.fill_tokens(tokens, labels, return_history=return_history, **sampling)
+        if return_history:
+            return self.decode_tokens(out[0]), out[1]
+        return self.decode_tokens(out)
+
+    # ------------------------------------------------------------------ editing (paper section 4.3)
+    def inpaint(self, images: torch.Tensor, mask: torch.Tensor, labels: Labels = None, *, dilate: int = 0,
+                blur_radius: int | None = None, **sampling) -> torch.Tensor:
+        """Regenerate the pixels where `mask` (B, 1, H, W) is True; the rest is kept from `images`.
+
+        Known tokens stay frozen, and the output is composited with the original through the mask
+        blurred by `blur_radius` pixels (default: one token), so far pixels are bit-exact.
+        `labels=None` uses the null class (unconditional) when the model has one.
+        """
+        return editing.edit_region(self, images, mask, labels, dilate=dilate, blur_radius=blur_radius, **sampling)
+
+    def outpaint(self, images: torch.Tensor, pad: tuple[int, int, int, int], labels: Labels = None, *,
+                 blur_radius: int = 0, **sampling) -> torch.Tensor:
+        """Grow the canvas by pad = (left, top, right, bottom) pixels (multiples of the tokenizer factor)
+        and fill the new area; the original area is kept bit-exact (blur_radius 0). Canvases larger
+        than the model's grid are decoded in overlapping native-size windows (`overlap`, `order`)."""
+        canvas, mask = editing.pad_canvas(images, pad, self.tokenizer.config.downsample_factor)
+        return editing.edit_region(self, canvas, mask, labels, blur_radius=blur_radius, **sampling)
+
+    def extrapolate(self, images: torch.Tensor, width: int, labels: Labels = None, **sampling) -> torch.Tensor:
+        """Extend images to the right up to `width` pixels (the paper's panoramas), window by window."""
+        extra = width - images.shape[-1]
+        if extra <= 0:
+            raise ValueError(f"width {width} must exceed the image width {images.shape[-1]}")
+        return self.outpaint(images, (0, 0, extra, 0), labels, **sampling)
+
+    def edit(self, images: torch.Tensor, box: tuple[int, int, int, int], labels: Labels, *,
+             blur_radius: int | None = None, steps: int = editing.EDIT_STEPS,
+             start_iter: int = editing.EDIT_START_ITER, **sampling) -> torch.Tensor:
+        """Class-conditional editing: regenerate the pixel box (x0, y0, x1, y1), grown by one token,
+        with the target class `labels`; official schedule: 12 steps starting at iteration 2."""
+        mask = editing.box_mask(images, box)
+        return editing.edit_region(self, images, mask, labels, dilate=1, blur_radius=blur_radius, steps=steps,
+                                   start_iter=start_iter, **sampling)

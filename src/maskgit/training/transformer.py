@@ -1,0 +1,178 @@
+"""MVTM training of the MaskGIT transformer on a frozen tokenizer's codes (paper section 3.2).
+
+Reads top to bottom: encode (and cache) the dataset once, build the model, AdamW and EMA, then
+loop: mask tokens with the schedule, cross-entropy on masked positions, warm-up + cosine decay.
+Every random draw at step s is seeded from (seed, s, rank), and the data order is a pure function
+of (seed, epoch), so a resumed run reproduces the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from ..config import ModelConfig, TransformerTrainingConfig, to_dict, write_json_atomic
+from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
+from ..pipeline import MaskGIT
+from ..transformer import MaskGITTransformer
+from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .ema import EMA
+from .token_cache import cached_tokens
+
+
+def lr_at(step: int, cfg: TransformerTrainingConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_indices(step: int, micro: int, num_items: int, batch_size: int, accum: int, seed: int) -> torch.Tensor:
+    """Indices of micro-batch `micro` of optimizer step `step`: consecutive slices of per-epoch permutations."""
+    start = (step * accum + micro) * batch_size
+    epoch, offset = divmod(start, num_items)
+    out = []
+    while sum(len(o) for o in out) < batch_size:
+        perm = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(perm[offset: offset + batch_size - sum(len(o) for o in out)])
+        epoch, offset = epoch + 1, 0
+    return torch.cat(out)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TransformerTrainingConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, LayerNorm or the MLM bias)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def mvtm_step_loss(model, tokens, labels, cfg: TransformerTrainingConfig, generator: torch.Generator):
+    """One MVTM forward: mask, predict, loss. Returns (loss, masked-token accuracy)."""
+    tcfg = cfg.transformer
+    mask = random_token_mask(tokens.shape[0], tcfg.num_tokens, cfg.mask_schedule, generator=generator,
+                             device=tokens.device)
+    if labels is not None:
+        labels = drop_labels(labels, cfg.label_dropout, tcfg.null_label, generator=generator)
+    logits = model(apply_mask(tokens, mask, tcfg.mask_id), labels)
+    loss = mvtm_loss(logits, tokens, mask, label_smoothing=cfg.label_smoothing, unmasked_weight=cfg.unmasked_weight)
+    accuracy = (logits.argmax(-1) == tokens)[mask].float().mean()
+    return loss, accuracy
+
+
+def save_sample_grid(pipe: MaskGIT, path: Path, cfg: TransformerTrainingConfig, per_class: int = 8) -> None:
+    """One row per class, decoded with the EMA weights and the config's sampling settings."""
+    from ..images import save_grid
+
+    num_classes = max(1, pipe.transformer.config.num_classes)
+    labels = torch.arange(num_classes).repeat_interleave(per_class) if pipe.transformer.config.num_classes else None
+    g = torch.Generator(pipe.device).manual_seed(cfg.seed)
+    s = cfg.sampling
+    images = pipe.generate(labels, num_samples=None if labels is not None else per_class, generator=g,
+                           steps=s.steps, schedule=s.schedule, guidance_scale=s.guidance_scale)
+    save_grid(images, path, nrow=per_class)
+
+
+def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Path, data: str, out: str | Path,
+                      data_root: str | None = None, class_names: tuple[str, ...] = (), max_steps: int | None = None,
+                      progress: bool = True) -> Path:
+    """Train (or resume) a MaskGIT transformer; returns the directory of the final `save_pretrained` model.
+
+    Args:
+        cfg: the resolved training config (saved beside every checkpoint).
+        tokenizer_dir: a trained tokenizer (tokenizer.safetensors + tokenizer.json).
+        data: dataset name or folder (see `maskgit.data.build_dataset`).
+        out: run directory; re-running the same command resumes from its latest checkpoint.
+        max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps.
+    """
+    from ..data import build_dataset
+    from ..vq import load_tokenizer
+
+    out = Path(out)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    tokenizer = load_tokenizer(tokenizer_dir).to(device)
+    dataset = build_dataset(data, split="train", root=data_root, image_size=tokenizer.config.image_size)
+    tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", hflip=cfg.hflip,
+                                   is_main=accelerator.is_main_process, wait=accelerator.wait_for_everyone)
+    tokens, labels = tokens.to(device), labels.to(device)
+    if tokens.shape[1] != cfg.transformer.num_tokens:
+        raise ValueError(f"tokenizer gives {tokens.shape[1]} tokens per image; the transformer expects "
+                         f"{cfg.transformer.num_tokens}: set transformer.grid_size to match")
+
+    torch.manual_seed(cfg.seed)
+    tcfg = cfg.transformer if cfg.dropout is None else type(cfg.transformer)(**{**to_dict(cfg.transformer),
+                                                                                "dropout": cfg.dropout})
+    model = MaskGITTransformer(tcfg).to(device)
+    ema = EMA(model, cfg.ema_decay)
+    optimizer = build_optimizer(model, cfg)
+    step = 0
+    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
+        state = load_training_state(ckpt, modules={"model": model, "ema": ema.shadow}, optimizers={"optimizer": optimizer})
+        step = state["step"]
+        accelerator.print(f"resumed from {ckpt} at step {step}")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if accelerator.is_main_process:
+        write_json_atomic(out / "train_config.json", to_dict(cfg))
+
+    stop = min(cfg.max_steps, max_steps or cfg.max_steps)
+    per_process = cfg.batch_size // world
+    log_path = out / "metrics.csv"
+    bar = tqdm(total=stop, initial=step, disable=not (progress and accelerator.is_main_process), desc="train")
+    t0, seen = time.time(), 0
+    while step < stop:
+        torch.manual_seed(cfg.seed * 1_000_003 + step * world + rank)  # dropout stream for this step
+        gen = torch.Generator(device).manual_seed(cfg.seed * 7_919 + step * world + rank)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        for micro in range(cfg.grad_accum_steps):
+            idx = batch_indices(step, micro, len(tokens), cfg.batch_size, cfg.grad_accum_steps, cfg.seed)
+            idx = idx[rank::world][:per_process].to(device)
+            with accelerator.autocast():
+                loss, acc = mvtm_step_loss(model, tokens[idx], labels[idx] if tcfg.num_classes else None, cfg, gen)
+            accelerator.backward(loss / cfg.grad_accum_steps)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else torch.tensor(0.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(accelerator.unwrap_model(model))
+        step += 1
+        seen += cfg.batch_size * cfg.grad_accum_steps
+        bar.update(1)
+        if accelerator.is_main_process and (step % cfg.log_every == 0 or step == stop):
+            row = {"step": step, "loss": loss.item(), "masked_acc": acc.item(), "lr": lr_at(step - 1, cfg),
+                   "grad_norm": float(grad_norm), "images_per_s": seen / (time.time() - t0)}
+            _append_csv(log_path, row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['masked_acc']:.3f}")
+        if step % cfg.checkpoint_every == 0 or step == stop:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_training_state(out / "checkpoints", step,
+                                    modules={"model": accelerator.unwrap_model(model), "ema": ema.shadow},
+                                    optimizers={"optimizer": optimizer}, config=to_dict(cfg))
+        if accelerator.is_main_process and cfg.sample_every and (step % cfg.sample_every == 0 or step == stop):
+            pipe = MaskGIT(tokenizer, ema.shadow, cfg.sampling, class_names)
+            save_sample_grid(pipe, out / "samples" / f"step_{step:07d}.png", cfg)
+    bar.close()
+    final = out / "final"
+    if accelerator.is_main_process:
+        MaskGIT(tokenizer, ema.shadow, cfg.sampling, class_names).save_pretrained(final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
