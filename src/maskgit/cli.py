@@ -60,7 +60,77 @@ def run_sample(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out}")
 
 
-PARSERS = [add_sample_parser]
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train the transformer by masked visual token modeling",
+                       description="Train a MaskGIT transformer on the codes of a trained tokenizer (encoded once "
+                                   "and cached). Re-running the same command resumes from the latest checkpoint. "
+                                   "Multi-GPU / multi-node: `accelerate launch -m maskgit.cli train ...`.")
+    p.add_argument("--config", type=Path, required=True, help="TransformerTrainingConfig JSON (see configs/)")
+    p.add_argument("--tokenizer", type=Path, required=True, help="trained tokenizer directory")
+    p.add_argument("--data", required=True, help="fashion-mnist, digits, or an image folder (one subfolder per class)")
+    p.add_argument("--data-root", default=None, help="where the dataset files live (default: the system location)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, samples, metrics.csv, final/)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop at this step (the LR schedule is unchanged)")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    import json
+
+    from .config import TransformerTrainingConfig, from_dict
+    from .training.transformer import train_transformer
+
+    cfg = from_dict(TransformerTrainingConfig, json.loads(args.config.read_text()))
+    final = train_transformer(cfg, tokenizer_dir=args.tokenizer, data=args.data, out=args.out,
+                              data_root=args.data_root, max_steps=args.max_steps)
+    print(f"model saved to {final}")
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score class-conditional samples with the judge classifier",
+                       description="Generate N images per class and report the judge classifier's agreement with "
+                                   "the requested class and the Frechet distance of its features to real test "
+                                   "images (with the real-train vs real-test floor). Writes JSON + a sample grid.")
+    p.add_argument("--model", default="fashion-mnist")
+    p.add_argument("--classifier", default="fashion-mnist-classifier", help="bundled name or directory")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--num-per-class", type=int, default=100)
+    p.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    p.add_argument("--overwrite", action="store_true")
+    add_sampling_args(p)
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from .evaluation.report import evaluate_model
+
+    result = evaluate_model(args.model, args.classifier, args.out, data=args.data, data_root=args.data_root,
+                            num_per_class=args.num_per_class, seed=args.seed, device=args.device,
+                            overwrite=args.overwrite, **sampling_kwargs(args))
+    print(f"agreement {result['agreement']:.4f}, Frechet {result['frechet_to_real_test']:.3f} "
+          f"(real floor {result['frechet_real_train_vs_test']:.3f}) -> {args.out}")
+
+
+def add_train_classifier_parser(sub) -> None:
+    p = sub.add_parser("train-classifier", help="train the judge classifier on real images",
+                       description="Train the small CNN used to score samples (evaluation/classifier.py).")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="directory for classifier.safetensors + classifier.json")
+    p.set_defaults(func=run_train_classifier)
+
+
+def run_train_classifier(args: argparse.Namespace) -> None:
+    from .evaluation.report import train_judge
+
+    metrics = train_judge(args.data, args.out, data_root=args.data_root, epochs=args.epochs, seed=args.seed)
+    print(f"test accuracy {metrics['test_accuracy']:.4f} -> {args.out}")
+
+
+PARSERS = [add_sample_parser, add_train_parser, add_evaluate_parser, add_train_classifier_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ..config import ModelConfig, TransformerTrainingConfig, to_dict, write_json_atomic
+from ..config import TransformerTrainingConfig, to_dict, write_json_atomic
 from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
 from ..pipeline import MaskGIT
 from ..transformer import MaskGITTransformer
@@ -32,18 +32,6 @@ def lr_at(step: int, cfg: TransformerTrainingConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def batch_indices(step: int, micro: int, num_items: int, batch_size: int, accum: int, seed: int) -> torch.Tensor:
-    """Indices of micro-batch `micro` of optimizer step `step`: consecutive slices of per-epoch permutations."""
-    start = (step * accum + micro) * batch_size
-    epoch, offset = divmod(start, num_items)
-    out = []
-    while sum(len(o) for o in out) < batch_size:
-        perm = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        out.append(perm[offset: offset + batch_size - sum(len(o) for o in out)])
-        epoch, offset = epoch + 1, 0
-    return torch.cat(out)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TransformerTrainingConfig) -> torch.optim.AdamW:
@@ -81,7 +69,7 @@ def save_sample_grid(pipe: MaskGIT, path: Path, cfg: TransformerTrainingConfig, 
 
 
 def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Path, data: str, out: str | Path,
-                      data_root: str | None = None, class_names: tuple[str, ...] = (), max_steps: int | None = None,
+                      data_root: str | None = None, split: str = "trainval", max_steps: int | None = None,
                       progress: bool = True) -> Path:
     """Train (or resume) a MaskGIT transformer; returns the directory of the final `save_pretrained` model.
 
@@ -89,19 +77,22 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         cfg: the resolved training config (saved beside every checkpoint).
         tokenizer_dir: a trained tokenizer (tokenizer.safetensors + tokenizer.json).
         data: dataset name or folder (see `maskgit.data.build_dataset`).
+        split: which part of it to train on (default: train + validation; the test split stays unseen).
         out: run directory; re-running the same command resumes from its latest checkpoint.
         max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps.
     """
-    from ..data import build_dataset
+    from ..data import EpochBatchSampler, build_dataset
     from ..vq import load_tokenizer
 
     out = Path(out)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
     tokenizer = load_tokenizer(tokenizer_dir).to(device)
-    dataset = build_dataset(data, split="train", root=data_root, image_size=tokenizer.config.image_size)
+    dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size)
+    class_names = tuple(getattr(dataset, "classes", ()))
+    if class_names and len(class_names) != cfg.transformer.num_classes:
+        raise ValueError(f"the dataset has {len(class_names)} classes but transformer.num_classes is "
+                         f"{cfg.transformer.num_classes}")
     tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", hflip=cfg.hflip,
                                    is_main=accelerator.is_main_process, wait=accelerator.wait_for_everyone)
     tokens, labels = tokens.to(device), labels.to(device)
@@ -125,7 +116,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         write_json_atomic(out / "train_config.json", to_dict(cfg))
 
     stop = min(cfg.max_steps, max_steps or cfg.max_steps)
-    per_process = cfg.batch_size // world
+    sampler = EpochBatchSampler(len(tokens), cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
     log_path = out / "metrics.csv"
     bar = tqdm(total=stop, initial=step, disable=not (progress and accelerator.is_main_process), desc="train")
     t0, seen = time.time(), 0
@@ -135,8 +126,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         for micro in range(cfg.grad_accum_steps):
-            idx = batch_indices(step, micro, len(tokens), cfg.batch_size, cfg.grad_accum_steps, cfg.seed)
-            idx = idx[rank::world][:per_process].to(device)
+            idx = torch.tensor(sampler.batch(step * cfg.grad_accum_steps + micro), device=device)
             with accelerator.autocast():
                 loss, acc = mvtm_step_loss(model, tokens[idx], labels[idx] if tcfg.num_classes else None, cfg, gen)
             accelerator.backward(loss / cfg.grad_accum_steps)

@@ -1,0 +1,35 @@
+"""Frechet distance between two Gaussians fitted to feature sets (the formula behind FID).
+
+d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), computed in float64 with scipy's sqrtm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D) of (M, D) features, in float64."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"need (M >= 2, D) features, got shape {x.shape}")
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2)."""
+    from scipy import linalg
+
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    if not np.isfinite(covmean).all():  # singular product: regularise as in the reference FID code
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def frechet_distance_between(features_a, features_b) -> float:
+    """Frechet distance between two (M, D) feature sets."""
+    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
