@@ -130,7 +130,63 @@ def run_train_classifier(args: argparse.Namespace) -> None:
     print(f"test accuracy {metrics['test_accuracy']:.4f} -> {args.out}")
 
 
-PARSERS = [add_sample_parser, add_train_parser, add_evaluate_parser, add_train_classifier_parser]
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_editing_parsers(sub) -> None:
+    specs = {
+        "inpaint": "regenerate the masked pixels of images (paper section 4.3)",
+        "outpaint": "grow the canvas (--pad) or extrapolate to a width (--width) and fill the new area",
+        "edit": "class-conditional editing: regenerate a box with a target class",
+    }
+    for task, help_text in specs.items():
+        p = sub.add_parser(task, help=help_text, description=help_text.capitalize() + ". Inputs are image files "
+                           "of the model's size (or --resize); outputs are <name>_<task>.png plus <task>.json.")
+        p.add_argument("images", nargs="+", type=Path, help="input image files (PNG, JPEG, ...)")
+        p.add_argument("--model", default="fashion-mnist")
+        p.add_argument("--out", type=Path, required=True, help="output directory")
+        p.add_argument("--label", dest="labels", type=_labels_arg, default=None,
+                       help="class index or name (one, or one per image); default for inpaint/outpaint: none")
+        p.add_argument("--resize", action="store_true", help="resize inputs of another size to the model's size")
+        p.add_argument("--overwrite", action="store_true")
+        if task == "inpaint":
+            p.add_argument("--mask", required=True, help="mask image, white where content is regenerated")
+            p.add_argument("--blur-radius", type=int, default=None, help="compositing blur (default: one token)")
+        elif task == "outpaint":
+            p.add_argument("--pad", type=_ints, default=None, help="left,top,right,bottom pixels to add")
+            p.add_argument("--width", type=int, default=None, help="extrapolate to the right up to this width")
+            p.add_argument("--overlap", type=int, default=None, help="window overlap in tokens (default: half)")
+        else:
+            p.add_argument("--box", type=_ints, required=True, help="x0,y0,x1,y1 in pixels (x1, y1 exclusive)")
+        add_sampling_args(p)
+        p.set_defaults(func=run_editing, task=task)
+
+
+def run_editing(args: argparse.Namespace) -> None:
+    from .editing_io import edit_files
+
+    task, extra = args.task, {}
+    if task == "outpaint":
+        if (args.pad is None) == (args.width is None):
+            raise ValueError("outpaint needs exactly one of --pad left,top,right,bottom or --width W")
+        task = "extrapolate" if args.width is not None else task
+        if args.overlap is not None:
+            extra["overlap"] = args.overlap
+    if task == "inpaint" and args.blur_radius is not None:
+        extra["blur_radius"] = args.blur_radius
+    written = edit_files(args.model, task, args.images, args.out, mask=getattr(args, "mask", None),
+                         box=getattr(args, "box", None), pad=getattr(args, "pad", None),
+                         width=getattr(args, "width", None), labels=args.labels, resize=args.resize,
+                         overwrite=args.overwrite, seed=args.seed, device=args.device,
+                         **sampling_kwargs(args), **extra)
+    print(f"wrote {len(written)} files to {args.out}")
+
+
+PARSERS = [add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_train_classifier_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
