@@ -27,3 +27,16 @@ def test_classifier_shapes():
     model = Classifier(ClassifierConfig())
     preds, feats = predict(model, torch.rand(7, 1, 28, 28), batch_size=3)
     assert preds.shape == (7,) and feats.shape == (7, 128) and preds.max() < 10
+
+
+def test_matches_scipy_sqrtm_reference():
+    from scipy import linalg
+
+    from maskgit.evaluation.frechet import feature_statistics
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 16))
+    b = rng.normal(size=(400, 16)) @ rng.normal(size=(16, 16)) + 1
+    (m1, s1), (m2, s2) = feature_statistics(a), feature_statistics(b)
+    ref = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-8)

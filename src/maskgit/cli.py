@@ -112,6 +112,33 @@ def run_evaluate(args: argparse.Namespace) -> None:
           f"(real floor {result['frechet_real_train_vs_test']:.3f}) -> {args.out}")
 
 
+def add_evaluate_editing_parser(sub) -> None:
+    p = sub.add_parser("evaluate-editing", help="score inpainting and class-conditional editing",
+                       description="Inpaint the centre 50%% x 50%% of real test images and edit whole-image boxes "
+                                   "to another class; the judge classifier scores both. Writes JSON + a PNG.")
+    p.add_argument("--model", default="fashion-mnist")
+    p.add_argument("--classifier", default="fashion-mnist-classifier")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--num-inpaint", type=int, default=500)
+    p.add_argument("--num-edit", type=int, default=200)
+    p.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    p.add_argument("--overwrite", action="store_true")
+    add_sampling_args(p)
+    p.set_defaults(func=run_evaluate_editing)
+
+
+def run_evaluate_editing(args: argparse.Namespace) -> None:
+    from .evaluation.editing import evaluate_editing
+
+    r = evaluate_editing(args.model, args.classifier, args.out, data=args.data, data_root=args.data_root,
+                         num_inpaint=args.num_inpaint, num_edit=args.num_edit, seed=args.seed, device=args.device,
+                         overwrite=args.overwrite, **sampling_kwargs(args))
+    print(f"inpainting keeps the label {r['inpainting']['label_kept']:.3f} "
+          f"(unedited {r['inpainting']['label_kept_unedited']:.3f}); class edits reach the target "
+          f"{r['class_editing']['target_reached']:.3f} -> {args.out}")
+
+
 def add_train_classifier_parser(sub) -> None:
     p = sub.add_parser("train-classifier", help="train the judge classifier on real images",
                        description="Train the small CNN used to score samples (evaluation/classifier.py).")
@@ -186,7 +213,8 @@ def run_editing(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out}")
 
 
-PARSERS = [add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_train_classifier_parser]
+PARSERS = [add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_evaluate_editing_parser,
+           add_train_classifier_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Frechet distance between two Gaussians fitted to feature sets (the formula behind FID).
 
-d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), computed in float64 with scipy's sqrtm.
+d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), computed in float64 with NumPy only.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray,
     return x.mean(0), np.cov(x, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
-    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2)."""
-    from scipy import linalg
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
+    Tr((S1 S2)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
+    PSD matrix S1^(1/2) S2 S1^(1/2) (same spectrum), which stays stable for singular covariances.
+    """
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
-    if not np.isfinite(covmean).all():  # singular product: regularise as in the reference FID code
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    evals, evecs = np.linalg.eigh(sigma1)
+    sqrt1 = (evecs * np.sqrt(np.clip(evals, 0, None))) @ evecs.T
+    middle = sqrt1 @ sigma2 @ sqrt1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
 def frechet_distance_between(features_a, features_b) -> float:
