@@ -83,6 +83,20 @@ class TokenizerConfig:
     commitment_weight: float = 0.25
     norm_groups: int = 32
     official_shortcut: bool = False  # official quirk: 1x1 shortcut applied to convolved features
+    downsample: str = "conv"  # "conv": strided 4x4 convolution; "avgpool": 2x2 average pooling (official)
+    signed_pixels: bool = True  # the networks see [-1, 1]; False: [0, 1] as the official tokenizer
+
+    def __post_init__(self):
+        if not self.channel_mult:
+            raise ValueError("channel_mult needs at least one level")
+        if self.downsample not in ("conv", "avgpool"):
+            raise ValueError(f"downsample must be 'conv' or 'avgpool', got {self.downsample!r}")
+        if self.image_size % self.downsample_factor:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of the downsampling factor "
+                             f"{self.downsample_factor}")
+        widths = {self.base_channels * m for m in self.channel_mult}
+        if any(w % self.norm_groups for w in widths):
+            raise ValueError(f"norm_groups {self.norm_groups} must divide every level width {sorted(widths)}")
 
     @property
     def downsample_factor(self) -> int:
@@ -213,6 +227,90 @@ class TransformerTrainingConfig:
     num_workers: int = 0
 
 
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Image discriminator for the VQGAN's adversarial loss: PatchGAN (Isola et al.) or StyleGAN-style."""
+
+    kind: str = "patchgan"  # "patchgan" or "stylegan" (the official tokenizer's choice)
+    in_channels: int = 1
+    base_channels: int = 64
+    num_layers: int = 3  # patchgan: strided conv layers; stylegan: residual downsampling blocks
+    image_size: int = 28  # stylegan: input size, fixes the final dense layer
+
+    def __post_init__(self):
+        if self.kind not in ("patchgan", "stylegan"):
+            raise ValueError(f"discriminator kind must be 'patchgan' or 'stylegan', got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class TokenizerTrainingConfig:
+    """VQGAN training (SPEC 5b); loss weights default to off except reconstruction and the quantizer's own.
+
+    The official ImageNet tokenizer settings are: perceptual_weight 0.1, adversarial_weight 0.1 with a
+    StyleGAN discriminator and non-saturating losses, r1_weight 10, entropy_weight 0.1.
+    """
+
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    batch_size: int = 64
+    grad_accum_steps: int = 1
+    max_steps: int = 10_000
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.0  # cosine decay to lr * min_lr_ratio at max_steps
+    grad_clip: float = 1.0  # 0 = off
+    # reconstruction and perceptual losses
+    l1_weight: float = 0.5
+    l2_weight: float = 1.0
+    perceptual_weight: float = 0.0
+    perceptual_weights_path: str = ""  # local VGG16 weights (torchvision layout); never downloaded
+    # adversarial loss
+    adversarial_weight: float = 0.0  # generator loss weight (0 = no discriminator)
+    adaptive_weight: bool = True  # scale by |grad rec| / |grad adv| at the last layer (VQGAN paper)
+    disc_start_step: int = 2000
+    disc_lr: float = 1e-4
+    disc_betas: tuple[float, float] = (0.5, 0.9)
+    disc_loss: str = "hinge"  # "hinge" or "non-saturating"
+    gen_loss: str = "hinge"  # "hinge" or "non-saturating"
+    r1_weight: float = 0.0  # R1 gradient penalty on real images (official: 10)
+    r1_every: int = 1  # lazy R1: apply every k discriminator steps (scaled by k)
+    lecam_weight: float = 0.0  # LeCAM regularisation (Tseng et al. 2021)
+    lecam_decay: float = 0.999
+    # codebook
+    entropy_weight: float = 0.0  # official: 0.1
+    entropy_temperature: float = 0.01
+    entropy_loss_type: str = "softmax"  # "softmax" or "argmax"
+    codebook_init: str = "kmeans"  # "kmeans", "sample" or "none" (random)
+    init_batches: int = 20  # batches of encoder outputs the codebook is initialised from
+    kmeans_iters: int = 10
+    restart_dead_codes: bool = True
+    dead_code_threshold: float = 0.03  # restart codes picked fewer times per batch on average
+    restart_every: int = 50
+    restart_until: float = 0.8  # fraction of max_steps after which codes stay put
+    usage_decay: float = 0.99
+    # data and bookkeeping
+    hflip: bool = False
+    crop_pad: int = 0  # random crops of reflect-padded images (translations by up to crop_pad pixels)
+    mixed_precision: str = "no"  # "no" or "bf16" (Accelerate)
+    num_threads: int = 0  # torch CPU threads (0 = torch's default)
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+
+    def __post_init__(self):
+        choices = {"disc_loss": ("hinge", "non-saturating"), "gen_loss": ("hinge", "non-saturating"),
+                   "entropy_loss_type": ("softmax", "argmax"), "codebook_init": ("kmeans", "sample", "none"),
+                   "mixed_precision": ("no", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     # Test-sized: 8x8 grayscale (scikit-learn digits), factor 2 -> 4x4 grid.
     "tiny": TokenizerConfig(in_channels=1, image_size=8, base_channels=16, channel_mult=(1, 2),
@@ -224,7 +322,8 @@ TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
                               num_res_blocks=2, mid_attention=True, embed_dim=128, codebook_size=1024),
     # Official ImageNet VQGAN layout (SPEC 5b): factor 16, 1024 codes of 256 dims.
     "imagenet": TokenizerConfig(in_channels=3, image_size=256, base_channels=128, channel_mult=(1, 1, 2, 2, 4),
-                                num_res_blocks=2, embed_dim=256, codebook_size=1024, official_shortcut=True),
+                                num_res_blocks=2, embed_dim=256, codebook_size=1024, official_shortcut=True,
+                                downsample="avgpool", signed_pixels=False),
 }
 
 TRANSFORMER_PRESETS: dict[str, TransformerConfig] = {

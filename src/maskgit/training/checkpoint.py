@@ -1,0 +1,272 @@
+"""Crash-safe training checkpoints and plain weight files, without pickle.
+
+A checkpoint is a directory `step_XXXXXXXX/` holding one safetensors file per module, the tensors of
+every optimizer / scheduler state, and `state.json` (counters, RNG states, data position, config and
+the non-tensor parts of the optimizer states). It is written under a temporary name, fsynced, renamed,
+and only then named by the `latest` pointer, so a SIGKILL at any moment leaves a loadable checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
+LATEST = "latest"
+
+
+# ---------------------------------------------------------------------------------------------- atomic files
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temporary file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    data = path.read_bytes()
+    try:
+        tensors = load_bytes(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
+    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or foreign?): {err}") from err
+    return tensors, metadata
+
+
+# ---------------------------------------------------------------------------------------------- weights
+def _unique_tensors(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Drop tensors that share storage with an earlier key (tied weights); returns (tensors, alias -> key)."""
+    seen: dict[tuple, str] = {}
+    tensors, aliases = {}, {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if tensor.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = tensor.detach().cpu().contiguous().clone()
+    return tensors, aliases
+
+
+def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Save `module.state_dict()` as safetensors, atomically (tied weights are stored once)."""
+    tensors, aliases = _unique_tensors(module.state_dict())
+    metadata = {"format": "pt", "maskgit_aliases": json.dumps(aliases)}
+    write_bytes_atomic(path, save_bytes(tensors, metadata=metadata))
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
+    """Raise a ValueError naming missing, unexpected and shape-mismatched keys."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = [f"{k}: file {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in sorted(set(expected) & set(found)) if found[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        parts = [f"{label} ({len(items)}): {items[:8]}{' ...' if len(items) > 8 else ''}"
+                 for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                      ("shape mismatches", mismatched)) if items]
+        raise ValueError(f"{source} does not fit the model: " + "; ".join(parts))
+
+
+def load_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load a `save_weights` file into `module`, strictly (every key present, same shapes)."""
+    path = Path(path)
+    tensors, metadata = _read_safetensors(path)
+    for alias, key in json.loads(metadata.get("maskgit_aliases", "{}")).items():
+        if key in tensors:
+            tensors[alias] = tensors[key]
+    check_state_dict(module.state_dict(), tensors, str(path))
+    module.load_state_dict(tensors, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------- nested states
+def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
+    """Turn a nested state (optimizer / scheduler state_dict) into JSON, moving tensors into `tensors`.
+
+    Tensors become {"__tensor__": key}, tuples {"__tuple__": [...]}, and dicts with non-string keys
+    {"__items__": [[key, value], ...]}, so `unflatten_state` restores the exact structure and types.
+    """
+    if torch.is_tensor(obj):
+        key = prefix or "tensor"
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: flatten_state(v, tensors, f"{prefix}.{k}" if prefix else k) for k, v in obj.items()}
+        return {"__items__": [[k, flatten_state(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} without pickle")
+
+
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of `flatten_state`."""
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj:
+            return tuple(unflatten_state(v, tensors) for v in obj["__tuple__"])
+        if "__items__" in obj:
+            return {k: unflatten_state(v, tensors) for k, v in obj["__items__"]}
+        return {k: unflatten_state(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unflatten_state(v, tensors) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------- RNG states
+def rng_state(tensors: dict[str, torch.Tensor]) -> dict:
+    """Capture torch (CPU, CUDA), numpy and python RNG states; tensors go into `tensors`."""
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
+    version, py_state, py_gauss = random.getstate()
+    return {"numpy": [kind, int(pos), int(has_gauss), float(gauss)], "python": [version, list(py_state), py_gauss],
+            "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0}
+
+
+def set_rng_state(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available() and meta["cuda_devices"] == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([tensors[f"rng.cuda.{i}"] for i in range(meta["cuda_devices"])])
+    kind, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, py_state, py_gauss = meta["python"]
+    random.setstate((version, tuple(py_state), py_gauss))
+
+
+# ---------------------------------------------------------------------------------------------- training state
+def _step_dir(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def save_training_state(directory: str | os.PathLike, step: int, *, modules: dict[str, torch.nn.Module],
+                        optimizers: dict[str, Any] | None = None, schedulers: dict[str, Any] | None = None,
+                        config: dict | None = None, epoch: int = 0, data_position: int | None = None,
+                        extra: dict | None = None, keep: int = 2) -> Path:
+    """Write checkpoint `directory/step_XXXXXXXX/` atomically and point `directory/latest` at it.
+
+    Args:
+        modules: named modules; each becomes `<name>.safetensors` (strictly reloaded).
+        optimizers, schedulers: named objects with state_dict(); tensors in safetensors, the rest JSON.
+        config: the resolved config (JSON), saved beside the weights.
+        data_position: where the data stream continues (default: `step`).
+        extra: any JSON-serialisable values to return from `load_training_state`.
+        keep: how many complete checkpoints to keep (older ones are deleted after the pointer moves).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / _step_dir(step)
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{final.name}."))
+    try:
+        for name, module in modules.items():
+            save_weights(module, tmp / f"{name}.safetensors")
+        state_tensors: dict[str, torch.Tensor] = {}
+        objects = {f"optimizer:{k}": v for k, v in (optimizers or {}).items()}
+        objects.update({f"scheduler:{k}": v for k, v in (schedulers or {}).items()})
+        states = {k: flatten_state(v.state_dict(), state_tensors, k) for k, v in objects.items()}
+        rng = rng_state(state_tensors)
+        write_bytes_atomic(tmp / "states.safetensors", save_bytes(state_tensors, metadata={"format": "pt"}))
+        meta = {"step": step, "epoch": epoch, "data_position": step if data_position is None else data_position,
+                "modules": sorted(modules), "states": states, "rng": rng, "config": config, "extra": extra or {}}
+        write_bytes_atomic(tmp / STATE_FILE, json.dumps(meta).encode())
+        if final.exists():  # a re-save of the same step (e.g. after a resume): replace it
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    write_bytes_atomic(directory / LATEST, final.name.encode())
+    _prune(directory, keep)
+    return final
+
+
+def _complete_checkpoints(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).is_file())
+
+
+def _prune(directory: Path, keep: int) -> None:
+    for old in _complete_checkpoints(directory)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in directory.glob(".step_*"):  # temporaries of writes that were killed
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The checkpoint `latest` points at, else the newest complete one, else None."""
+    directory = Path(directory)
+    pointer = directory / LATEST
+    if pointer.is_file():
+        target = directory / pointer.read_text().strip()
+        if (target / STATE_FILE).is_file():
+            return target
+    found = _complete_checkpoints(directory) if directory.is_dir() else []
+    return found[-1] if found else None
+
+
+def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.Module],
+                        optimizers: dict[str, Any] | None = None, schedulers: dict[str, Any] | None = None,
+                        restore_rng: bool = True) -> dict:
+    """Restore a `save_training_state` checkpoint in place.
+
+    Returns:
+        {"step", "epoch", "data_position", "config", "extra", "path"}.
+    """
+    path = Path(path)
+    meta_path = path / STATE_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+    meta = json.loads(meta_path.read_text())
+    for name, module in modules.items():
+        load_weights(module, path / f"{name}.safetensors")
+    tensors, _ = _read_safetensors(path / "states.safetensors")
+    objects = {f"optimizer:{k}": v for k, v in (optimizers or {}).items()}
+    objects.update({f"scheduler:{k}": v for k, v in (schedulers or {}).items()})
+    for key, obj in objects.items():
+        if key not in meta["states"]:
+            raise ValueError(f"checkpoint {path} has no state for {key} (it has {sorted(meta['states'])})")
+        obj.load_state_dict(unflatten_state(meta["states"][key], tensors))
+    if restore_rng:
+        set_rng_state(meta["rng"], tensors)
+    return {"step": meta["step"], "epoch": meta["epoch"], "data_position": meta["data_position"],
+            "config": meta["config"], "extra": meta["extra"], "path": path}

@@ -1,0 +1,294 @@
+"""VQGAN tokenizer training on Hugging Face Accelerate (one process, or many with `accelerate launch`).
+
+Reads top to bottom: data, model, optional discriminator / perceptual network, codebook initialised
+from encoder outputs (k-means), then loop: reconstruction + quantizer (+ entropy, perceptual, adaptive
+adversarial) losses, discriminator step (+ R1, LeCAM), dead-code restarts, logs, grids, checkpoints.
+Gradients are averaged across processes by hand (the R1 penalty needs double backward, which DDP
+lacks); the data order and every random draw are functions of (seed, step, rank), so resuming is exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..config import TokenizerTrainingConfig, to_dict, write_json_atomic
+from ..data import EpochBatchSampler, augment, build_dataset
+from ..vq import VQGAN, CodeUsage, save_tokenizer
+from ..vq import losses as L
+from ..vq.discriminator import build_discriminator
+from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+
+
+def lr_factor(step: int, cfg: TokenizerTrainingConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """All-reduce (mean) the gradients of `params` in one flat buffer."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if world == 1 or not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+class Batches:
+    """Endless, resumable stream of (augmented) training batches for one process."""
+
+    def __init__(self, dataset, cfg: TokenizerTrainingConfig, start_batch: int, rank: int, world: int, device):
+        self.sampler = EpochBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, start_batch=start_batch,
+                                         rank=rank, world=world)
+        loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=cfg.num_workers)
+        self.iterator, self.cfg, self.rank, self.device = iter(loader), cfg, rank, device
+        self.position = start_batch
+
+    def next(self) -> torch.Tensor:
+        images, _ = next(self.iterator)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.position * 1009 + self.rank)
+        self.position += 1
+        return augment(images, g, hflip=self.cfg.hflip, crop_pad=self.cfg.crop_pad).to(self.device)
+
+
+def generator_loss_terms(model, disc, perceptual, images, cfg: TokenizerTrainingConfig, use_gan: bool):
+    """Forward the tokenizer and return (total loss, dict of logged terms, quantizer output, reconstruction)."""
+    recon, q = model(images)
+    rec = L.reconstruction_loss(recon, images, cfg.l1_weight, cfg.l2_weight)
+    if perceptual is not None:
+        rec = rec + cfg.perceptual_weight * perceptual(recon.float(), images.float())
+    total = rec + q.loss
+    terms = {"rec": rec.detach(), "commit": q.commitment_loss.detach(), "codebook": q.codebook_loss.detach()}
+    if cfg.entropy_weight > 0:
+        ent = L.entropy_loss(q.affinity, cfg.entropy_temperature, cfg.entropy_loss_type)
+        total = total + cfg.entropy_weight * ent
+        terms["entropy"] = ent.detach()
+    if use_gan:
+        g_loss = L.generator_loss(disc(recon), cfg.gen_loss)
+        weight = L.adaptive_weight(rec, g_loss, model.last_layer) if cfg.adaptive_weight else torch.ones(())
+        total = total + cfg.adversarial_weight * weight * g_loss
+        terms.update(g_loss=g_loss.detach(), adaptive_weight=weight)
+    return total, terms, q, recon
+
+
+def discriminator_loss_terms(disc, images, recon, cfg: TokenizerTrainingConfig, lecam, d_step: int):
+    """Discriminator loss on real `images` and detached `recon`, with R1 and LeCAM when enabled."""
+    real = images.detach().requires_grad_(cfg.r1_weight > 0 and d_step % cfg.r1_every == 0)
+    real_logits, fake_logits = disc(real), disc(recon.detach())
+    loss = L.discriminator_loss(real_logits, fake_logits, cfg.disc_loss)
+    terms = {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
+             "d_fake": fake_logits.detach().float().mean()}
+    if real.requires_grad:
+        r1 = L.r1_penalty(real_logits, real)
+        loss = loss + cfg.r1_weight * cfg.r1_every * 0.5 * r1
+        terms["r1"] = r1.detach()
+    if lecam is not None:
+        loss = loss + cfg.lecam_weight * L.lecam_loss(real_logits, fake_logits, lecam)
+        lecam.update(real_logits, fake_logits)
+    return loss, terms
+
+
+@torch.no_grad()
+def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingConfig, accelerator) -> None:
+    """K-means (or sampled) codebook from the encoder outputs of the first `init_batches` batches, gathered
+    from every process so all processes compute the same codebook."""
+    latents = []
+    for _ in range(cfg.init_batches):
+        z = model.encode_latents(batches.next()).float()
+        latents.append(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+    vectors = accelerator.gather(torch.cat(latents))
+    g = torch.Generator(vectors.device).manual_seed(cfg.seed)
+    model.quantizer.init_codebook(vectors, cfg.codebook_init, cfg.kmeans_iters, generator=g)
+    batches.position = 0  # the training stream starts from the first batch again
+    batches.sampler.start_batch = 0
+
+
+def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path, data_root: str | None = None,
+                    max_steps: int | None = None, progress: bool = True) -> Path:
+    """Train (or resume) a VQGAN tokenizer; returns `out/final` (tokenizer.safetensors + tokenizer.json).
+
+    Args:
+        cfg: the resolved training config (saved beside every checkpoint).
+        data: 'fashion-mnist', 'digits' or an image folder (see `maskgit.data.build_dataset`).
+        out: run directory; re-running the same command resumes from its latest checkpoint.
+        max_steps: stop early at this step (smoke tests); the LR schedule still uses cfg.max_steps.
+    """
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(out)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    tcfg = cfg.tokenizer
+    dataset = build_dataset(data, "train", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
+    val = build_dataset(data, "val", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
+    val_images = torch.stack([val[i][0] for i in range(min(32, len(val)))]).to(device)
+
+    torch.manual_seed(cfg.seed)
+    model = VQGAN(tcfg).to(device)
+    usage = CodeUsage(tcfg.codebook_size, cfg.usage_decay).to(device)
+    modules = {"tokenizer": model, "usage": usage}
+    opt_g = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas,
+                             weight_decay=cfg.weight_decay)
+    optimizers = {"tokenizer": opt_g}
+    disc = perceptual = lecam = None
+    if cfg.adversarial_weight > 0:
+        disc = build_discriminator(cfg.discriminator).to(device)
+        optimizers["discriminator"] = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=cfg.disc_betas)
+        modules["discriminator"] = disc
+        if cfg.lecam_weight > 0:
+            lecam = modules["lecam"] = L.LeCamEMA(cfg.lecam_decay).to(device)
+    if cfg.perceptual_weight > 0:
+        if not cfg.perceptual_weights_path:
+            raise ValueError("perceptual_weight > 0 needs perceptual_weights_path (local VGG16 weights)")
+        perceptual = L.PerceptualLoss()
+        L.load_perceptual_weights(perceptual, cfg.perceptual_weights_path)
+        perceptual.to(device)
+
+    step = 0
+    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
+        step = load_training_state(ckpt, modules=modules, optimizers=optimizers)["step"]
+        accelerator.print(f"resumed from {ckpt} at step {step}")
+    batches = Batches(dataset, cfg, step * cfg.grad_accum_steps, rank, world, device)
+    if step == 0 and cfg.codebook_init != "none":
+        initialise_codebook(model, batches, cfg, accelerator)
+        batches = Batches(dataset, cfg, 0, rank, world, device)
+    if accelerator.is_main_process:
+        write_json_atomic(out / "train_config.json", to_dict(cfg))
+        _truncate_csv(out / "metrics.csv", step)
+
+    stop = min(cfg.max_steps, max_steps or cfg.max_steps)
+    g_params = [p for p in model.parameters() if p.requires_grad]
+    bar = tqdm(total=stop, initial=step, disable=not (progress and accelerator.is_main_process), desc="tokenizer")
+    t0, seen = time.time(), 0
+    while step < stop:
+        for opt in optimizers.values():
+            base = cfg.lr if opt is opt_g else cfg.disc_lr
+            for group in opt.param_groups:
+                group["lr"] = base * lr_factor(step, cfg)
+        use_gan = disc is not None and step >= cfg.disc_start_step
+        model.train()
+        micro_batches, terms = [], {}
+        for _ in range(cfg.grad_accum_steps):
+            images = batches.next()
+            if disc is not None:
+                disc.requires_grad_(False)  # the generator step leaves the discriminator's grads alone
+            with accelerator.autocast():
+                loss, terms, q, recon = generator_loss_terms(model, disc, perceptual, images, cfg, use_gan)
+            (loss / cfg.grad_accum_steps).backward()
+            usage.update(q.ids)
+            micro_batches.append((images, recon.detach()))
+        average_gradients(g_params, world)
+        grad_norm = torch.nn.utils.clip_grad_norm_(g_params, cfg.grad_clip) if cfg.grad_clip else torch.zeros(())
+        opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+
+        if use_gan:
+            disc.requires_grad_(True)
+            opt_d = optimizers["discriminator"]
+            for images, recon in micro_batches:
+                with accelerator.autocast():
+                    d_loss, d_terms = discriminator_loss_terms(disc, images, recon, cfg, lecam, step)
+                (d_loss / cfg.grad_accum_steps).backward()
+            terms.update(d_terms)
+            average_gradients(list(disc.parameters()), world)
+            opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
+
+        restarted = 0
+        if cfg.restart_dead_codes and step % cfg.restart_every == 0 and step < cfg.restart_until * cfg.max_steps:
+            vectors = accelerator.gather(q.latents)  # the same vectors and generator on every process
+            g = torch.Generator(vectors.device).manual_seed(cfg.seed * 7919 + step)
+            restarted = model.quantizer.restart_codes(usage.dead_codes(cfg.dead_code_threshold), vectors, g)
+        step += 1
+        seen += cfg.batch_size * cfg.grad_accum_steps
+        bar.update(1)
+
+        if accelerator.is_main_process and (step % cfg.log_every == 0 or step == stop):
+            row = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()},
+                   "usage": usage.usage(), "perplexity": usage.perplexity(), "restarted": restarted,
+                   "lr": cfg.lr * lr_factor(step - 1, cfg), "grad_norm": float(grad_norm),
+                   "images_per_s": seen / (time.time() - t0)}
+            _append_csv(out / "metrics.csv", row)
+            bar.set_postfix(rec=f"{row['rec']:.4f}", usage=f"{row['usage']:.2f}")
+        if accelerator.is_main_process and cfg.sample_every and (step % cfg.sample_every == 0 or step == stop):
+            save_reconstruction_grid(model, val_images, out / "samples" / f"step_{step:07d}.png")
+        if step % cfg.checkpoint_every == 0 or step == stop:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_training_state(out / "checkpoints", step, modules=modules, optimizers=optimizers,
+                                    config=to_dict(cfg), data_position=batches.position, keep=cfg.keep_checkpoints)
+    bar.close()
+    final = out / "final"
+    if accelerator.is_main_process:
+        save_tokenizer(model.eval(), final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+@torch.no_grad()
+def save_reconstruction_grid(model: VQGAN, images: torch.Tensor, path: Path) -> None:
+    """Rows of originals, each followed by its reconstruction through the codes (eval mode)."""
+    from ..images import save_grid
+
+    was_training = model.training
+    model.eval()
+    recon = model.decode_ids(model.encode(images))
+    model.train(was_training)
+    ncol = 8
+    pairs = [t for i in range(0, len(images), ncol) for t in (images[i:i + ncol], recon[i:i + ncol])]
+    save_grid(torch.cat(pairs), path, nrow=ncol)
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    """Append a row; a new column (e.g. GAN terms once the discriminator starts) rewrites the header."""
+    rows = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    fields = list(dict.fromkeys([*(rows[0].keys() if rows else []), *row]))
+    if rows and list(rows[0].keys()) == fields:
+        with open(path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=fields).writerow(_format(row))
+        return
+    rows.append(_format(row))
+    _write_csv(path, rows, fields)
+
+
+def _format(row: dict) -> dict:
+    return {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint (they will be logged again)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows:
+        _write_csv(path, [r for r in rows if int(r["step"]) <= step], list(rows[0].keys()))
