@@ -23,7 +23,7 @@ class ClassifierConfig:
     in_channels: int = 1
     image_size: int = 28
     num_classes: int = 10
-    width: int = 32
+    width: int = 16
     feature_dim: int = 128
     dropout: float = 0.3
 
