@@ -213,8 +213,60 @@ def run_editing(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out}")
 
 
+def add_train_tokenizer_parser(sub) -> None:
+    p = sub.add_parser("train-tokenizer", help="train a VQGAN tokenizer on images",
+                       description="Train a VQGAN tokenizer (reconstruction + quantizer losses, optional perceptual, "
+                                   "adversarial and entropy losses). Re-running the same command resumes from the "
+                                   "latest checkpoint. Multi-process / multi-GPU / multi-node: "
+                                   "`accelerate launch [--num_processes N] -m maskgit.cli train-tokenizer ...`.")
+    p.add_argument("--config", type=Path, required=True, help="TokenizerTrainingConfig JSON (see configs/)")
+    p.add_argument("--data", required=True, help="fashion-mnist, digits, or an image folder (one subfolder per class)")
+    p.add_argument("--data-root", default=None, help="where the dataset files live (default: the system location)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run directory (checkpoints/, samples/, metrics.csv, final/)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop at this step (the LR schedule is unchanged)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.set_defaults(func=run_train_tokenizer)
+
+
+def run_train_tokenizer(args: argparse.Namespace) -> None:
+    import json
+
+    from .config import TokenizerTrainingConfig, from_dict
+    from .training.tokenizer import train_tokenizer
+
+    cfg = from_dict(TokenizerTrainingConfig, json.loads(args.config.read_text()))
+    final = train_tokenizer(cfg, data=args.data, out=args.out, data_root=args.data_root, max_steps=args.max_steps,
+                            progress=not args.no_progress)
+    print(f"tokenizer saved to {final}")
+
+
+def add_eval_tokenizer_parser(sub) -> None:
+    p = sub.add_parser("eval-tokenizer", help="reconstruction quality of a tokenizer",
+                       description="PSNR, SSIM, codebook usage and perplexity of a trained tokenizer on a held-out "
+                                   "split. Writes a JSON file and a PNG (originals above reconstructions) beside it.")
+    p.add_argument("--tokenizer", type=Path, required=True, help="directory with tokenizer.safetensors + .json")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "trainval"])
+    p.add_argument("--out", type=Path, required=True, help="JSON file for the results (the PNG goes beside it)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run_eval_tokenizer)
+
+
+def run_eval_tokenizer(args: argparse.Namespace) -> None:
+    from .evaluation.reconstruction import evaluate_tokenizer
+
+    r = evaluate_tokenizer(args.tokenizer, args.out, data=args.data, split=args.split, data_root=args.data_root,
+                           device=args.device, batch_size=args.batch_size)
+    print(f"{r['num_images']} images: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}, codes used "
+          f"{r['codes_used']}/{r['codebook_size']} ({r['usage']:.1%}), perplexity {r['perplexity']:.1f} -> {args.out}")
+
+
 PARSERS = [add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_evaluate_editing_parser,
-           add_train_classifier_parser]
+           add_train_classifier_parser,
+           add_train_tokenizer_parser, add_eval_tokenizer_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

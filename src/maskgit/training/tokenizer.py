@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..config import TokenizerTrainingConfig, to_dict, write_json_atomic
 from ..data import EpochBatchSampler, augment, build_dataset
+from ..evaluation.reconstruction import save_comparison
 from ..vq import VQGAN, CodeUsage, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
@@ -244,16 +245,11 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
 
 @torch.no_grad()
 def save_reconstruction_grid(model: VQGAN, images: torch.Tensor, path: Path) -> None:
-    """Rows of originals, each followed by its reconstruction through the codes (eval mode)."""
-    from ..images import save_grid
-
+    """Originals above their reconstructions through the codes (eval mode)."""
     was_training = model.training
-    model.eval()
-    recon = model.decode_ids(model.encode(images))
+    recon = model.eval().decode_ids(model.encode(images))
     model.train(was_training)
-    ncol = 8
-    pairs = [t for i in range(0, len(images), ncol) for t in (images[i:i + ncol], recon[i:i + ncol])]
-    save_grid(torch.cat(pairs), path, nrow=ncol)
+    save_comparison(images, recon, path)
 
 
 def _append_csv(path: Path, row: dict) -> None:
