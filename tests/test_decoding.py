@@ -35,7 +35,7 @@ def expected_unknown_counts(u0, steps, schedule, start_iter=0):
         if t == steps - 1:
             u = 0
         else:
-            n = int(torch.floor(torch.tensor(float(u0)) * mask_ratio((t + 1) / steps, schedule, N)))
+            n = int(torch.floor(torch.tensor(float(u0)) * mask_ratio((t + 1) / steps, schedule, max(u0, 2))))
             n = max(1, min(u - 1, n))
             u = n if u > 0 else 0
         counts.append(u)

@@ -58,3 +58,9 @@ def test_bad_names_and_missing_num_tokens():
         mask_ratio(0.5, "pow-1")
     with pytest.raises(ValueError, match="num_tokens"):
         mask_ratio(0.5, "log")
+
+
+def test_per_sample_num_tokens_broadcast():
+    n = torch.tensor([16, 64, 256])
+    got = mask_ratio(torch.tensor(0.5), "exp", n)
+    assert torch.allclose(got, torch.stack([mask_ratio(0.5, "exp", int(k)) for k in n]))

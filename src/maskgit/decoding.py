@@ -100,7 +100,8 @@ def decode(
         else:
             # Official cumulative rule, in float32: n = floor(U0 * gamma(r)), clamped to [1, unknown - 1].
             r = (t + 1) / steps
-            ratio = mask_ratio(torch.tensor(r, dtype=torch.float32, device=device), schedule, num_tokens)
+            # log/exp take each sample's initial unknown count as N, as the official schedule call does.
+            ratio = mask_ratio(torch.tensor(r, dtype=torch.float32, device=device), schedule, unknown_at_start)
             n = torch.floor(unknown_at_start.float() * ratio).long()
             n = torch.maximum(torch.ones_like(n), torch.minimum(unknown.sum(-1) - 1, n))
             noisy = log_conf + choice_temperature * (1.0 - r) * _gumbel((batch, num_tokens), generator, device)

@@ -50,14 +50,15 @@ def canonical_schedule(schedule: str) -> str:
     )
 
 
-def mask_ratio(r, schedule: str = "cosine", num_tokens: int | None = None) -> torch.Tensor:
+def mask_ratio(r, schedule: str = "cosine", num_tokens: int | torch.Tensor | None = None) -> torch.Tensor:
     """gamma(r) for the given schedule, clipped into [1e-6, 1] as in the official code.
 
     Args:
         r: progress in [0, 1]; a float or a tensor (vectorised, dtype kept; floats become float32
             so decoding reproduces the official float32 arithmetic).
         schedule: a paper name (`linear`, `cosine`, `square`, ...) or an official one (`uniform`, `pow2`, ...).
-        num_tokens: N, needed by the official `log` and `exp` forms only.
+        num_tokens: N, needed by the official `log` and `exp` forms only; a tensor broadcasts against
+            `r` (decoding passes each sample's initial unknown count, as the official code does).
     Returns:
         A tensor of the same shape as `r`.
     """
@@ -66,9 +67,10 @@ def mask_ratio(r, schedule: str = "cosine", num_tokens: int | None = None) -> to
     if not r.is_floating_point():
         r = r.float()
     if name in ("log", "exp"):
-        if num_tokens is None or num_tokens < 2:
-            raise ValueError(f"the {name!r} schedule needs num_tokens >= 2 (the number of tokens N)")
-        log2_n = math.log2(num_tokens)
+        if num_tokens is None:
+            raise ValueError(f"the {name!r} schedule needs num_tokens (the number of tokens N)")
+        # N <= 1 would divide by log2(1) = 0; such samples have nothing left to schedule anyway.
+        log2_n = torch.log2(torch.as_tensor(num_tokens, dtype=r.dtype, device=r.device).clamp_min(2))
     if name == "uniform":
         ratio = 1.0 - r
     elif name.startswith("pow"):
