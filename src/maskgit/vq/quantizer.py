@@ -129,14 +129,16 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def init_codebook(self, vectors: torch.Tensor, method: str = "kmeans", iters: int = 10,
                       generator: torch.Generator | None = None) -> None:
-        """Initialise every code from (N, D) encoder outputs: 'sample' picks N random vectors,
-        'kmeans' refines that pick with Lloyd iterations (spherical when l2_normalize)."""
+        """Initialise every code from (N, D) encoder outputs: 'sample' picks K random vectors,
+        'kmeans' seeds with k-means++ and runs Lloyd iterations (spherical when l2_normalize)."""
         if method not in ("kmeans", "sample"):
             raise ValueError(f"codebook init must be 'kmeans' or 'sample', got {method!r}")
         vectors = self._prepare(vectors.float())
-        centers = sample_vectors(vectors, self.codebook_size, generator)
         if method == "kmeans":
+            centers = kmeans_plus_plus(vectors, self.codebook_size, generator)
             centers = kmeans(vectors, centers, iters, normalize=self.l2_normalize, generator=generator)
+        else:
+            centers = sample_vectors(vectors, self.codebook_size, generator)
         self.set_codes(torch.arange(self.codebook_size, device=centers.device), centers)
         if self.ema_decay > 0:
             self.ema_cluster_size.fill_(1.0)
@@ -164,6 +166,20 @@ def sample_vectors(vectors: torch.Tensor, num: int, generator: torch.Generator |
     else:
         index = torch.randint(n, (num,), generator=generator, device=generator.device if generator else "cpu")
     return vectors[index.to(vectors.device)]
+
+
+def kmeans_plus_plus(vectors: torch.Tensor, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): each new center drawn with probability ~ D(x)^2."""
+    device = generator.device if generator is not None else vectors.device
+    first = torch.randint(len(vectors), (1,), generator=generator, device=device).to(vectors.device)
+    centers = [vectors[first]]
+    nearest = (vectors - centers[0]).pow(2).sum(1)
+    for _ in range(num - 1):
+        weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)
+        pick = torch.multinomial(weights.to(device), 1, generator=generator).to(vectors.device)
+        centers.append(vectors[pick])
+        nearest = torch.minimum(nearest, (vectors - centers[-1]).pow(2).sum(1))
+    return torch.cat(centers)
 
 
 def kmeans(vectors: torch.Tensor, centers: torch.Tensor, iters: int, *, normalize: bool = False,
