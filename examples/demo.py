@@ -13,9 +13,12 @@ from pathlib import Path
 
 import torch
 
+import maskgit
 from maskgit import MaskGIT, bundled_models
 from maskgit.config import ModelConfig, TOKENIZER_PRESETS, TRANSFORMER_PRESETS, to_dict, write_json_atomic
-from maskgit.images import save_grid
+from maskgit.images import load_image, save_grid
+
+ASSETS = Path(maskgit.__file__).parent / "assets" / "fashion-mnist-test"
 
 
 def load_model() -> tuple[MaskGIT, str]:
@@ -25,6 +28,16 @@ def load_model() -> tuple[MaskGIT, str]:
     torch.manual_seed(0)
     cfg = ModelConfig(tokenizer=TOKENIZER_PRESETS["tiny"], transformer=TRANSFORMER_PRESETS["tiny"])
     return MaskGIT.from_config(cfg).eval(), "tiny-random"
+
+
+def editing_inputs(pipe: MaskGIT, samples: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Real Fashion-MNIST test images shipped with the package when the model takes 28x28 grayscale,
+    else the model's own samples."""
+    cfg = pipe.tokenizer.config
+    files = sorted(ASSETS.glob("*.png"))
+    if files and (cfg.in_channels, cfg.image_size) == (1, 28):
+        return torch.stack([load_image(f, channels=1) for f in files])[:6], "shipped Fashion-MNIST test images"
+    return samples[:6], "the model's own samples"
 
 
 def editing_sheet(pipe: MaskGIT, originals: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -67,9 +80,13 @@ def main() -> None:
     save_grid(images, args.out / "classes.png", nrow=per_class)
     steps = pipe.decode_history(history[::per_class])  # one sample per class, every step
     save_grid(steps.flatten(0, 1), args.out / "steps.png", nrow=steps.shape[1])
-    sheet, ncols = editing_sheet(pipe, images[::per_class][:6], g)
+    originals, source = editing_inputs(pipe, images[::per_class])
+    sheet, ncols = editing_sheet(pipe, originals, g)
     save_grid(sheet, args.out / "editing.png", nrow=ncols)
     write_json_atomic(args.out / "demo.json", {"model": name, "seed": args.seed, "config": to_dict(pipe.config),
+                                              "editing_inputs": source,
+                                              "editing_rows": ["original", "masked centre", "inpainted",
+                                                               "outpainted left+right", "class edit to next class"],
                                               "seconds": round(time.time() - start, 1)})
     print(f"[{name}] wrote classes.png, steps.png, editing.png to {args.out}/ in {time.time() - start:.1f}s")
 
