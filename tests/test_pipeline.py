@@ -98,3 +98,15 @@ def test_bad_labels_and_steps(pipe):
 def test_mismatched_networks_are_refused():
     with pytest.raises(ValueError, match="codes"):
         ModelConfig(tokenizer=TOKENIZER_PRESETS["tiny"], transformer=TRANSFORMER_PRESETS["small"])
+
+
+def test_half_precision_files_load_as_float32(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "fp32")
+    pipe.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
+    size = lambda d: sum(p.stat().st_size for p in d.glob("*.safetensors"))
+    assert size(tmp_path / "fp16") < 0.6 * size(tmp_path / "fp32")
+    loaded = MaskGIT.from_pretrained(tmp_path / "fp16")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    ref = pipe.transformer.Embed_0.word_embeddings.weight
+    assert torch.equal(loaded.transformer.Embed_0.word_embeddings.weight, ref.half().float())
+    assert next(pipe.parameters()).dtype == torch.float32  # saving did not touch the live model

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Sequence
@@ -61,12 +62,15 @@ class MaskGIT(nn.Module):
         return next(self.transformer.parameters()).device
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json, tokenizer.safetensors and transformer.safetensors (each atomically)."""
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write config.json, tokenizer.safetensors and transformer.safetensors (each atomically).
+
+        `dtype=torch.float16` halves the files (weights are cast back to float32 on loading).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_weights(self.tokenizer, directory / TOKENIZER_WEIGHTS)
-        save_weights(self.transformer, directory / TRANSFORMER_WEIGHTS)
+        for module, name in ((self.tokenizer, TOKENIZER_WEIGHTS), (self.transformer, TRANSFORMER_WEIGHTS)):
+            save_weights(module if dtype is None else copy.deepcopy(module).to(dtype), directory / name)
         write_json_atomic(directory / CONFIG_NAME, to_dict(self.config))
         return directory
 
