@@ -134,8 +134,11 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out = Path(out)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    # cpu=True on a machine without CUDA lets `accelerate launch --multi_gpu --num_processes N` (torchrun)
+    # start N gloo-connected CPU processes; with CUDA, Accelerate places each process on its GPU.
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    accelerator.print(f"training on {world} process(es), device {device}")
     tcfg = cfg.tokenizer
     dataset = build_dataset(data, "train", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val = build_dataset(data, "val", tcfg.image_size, root=data_root, channels=tcfg.in_channels)

@@ -1,0 +1,111 @@
+"""Checkpoints: safetensors weights with strict, explicit errors; pickle-free optimizer states; atomic writes."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from maskgit.training.checkpoint import (flatten_state, latest_checkpoint, load_training_state, load_weights,
+                                         save_training_state, save_weights, unflatten_state)
+
+
+class Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(5, 3)
+        self.head = torch.nn.Linear(3, 5, bias=False)
+        self.head.weight = self.embed.weight  # tied: stored once
+
+
+def trained(seed: int = 0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    for _ in range(3):
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step()
+    return model, opt, sched
+
+
+def test_weights_round_trip_with_tied_parameters(tmp_path):
+    model = Tied()
+    save_weights(model, tmp_path / "w.safetensors")
+    other = Tied()
+    load_weights(other, tmp_path / "w.safetensors")
+    assert torch.equal(other.embed.weight, model.embed.weight) and other.head.weight is other.embed.weight
+
+
+def test_load_weights_names_missing_unexpected_and_mismatched_keys(tmp_path):
+    save_weights(torch.nn.Linear(3, 2), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=r"shape mismatches.*weight: file \(2, 3\) vs model \(4, 3\)"):
+        load_weights(torch.nn.Linear(3, 4), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=r"unexpected keys \(1\): \['bias'\]"):
+        load_weights(torch.nn.Linear(3, 2, bias=False), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=r"missing keys.*0.weight"):
+        load_weights(torch.nn.Sequential(torch.nn.Linear(3, 2)), tmp_path / "w.safetensors")
+
+
+def test_truncated_or_foreign_files_give_clear_errors(tmp_path):
+    save_weights(torch.nn.Linear(30, 20), tmp_path / "w.safetensors")
+    data = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or foreign"):
+        load_weights(torch.nn.Linear(30, 20), tmp_path / "cut.safetensors")
+    (tmp_path / "foreign.safetensors").write_bytes(b"PK\x03\x04 this is a zip file")
+    with pytest.raises(ValueError, match="truncated or foreign"):
+        load_weights(torch.nn.Linear(30, 20), tmp_path / "foreign.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load_weights(torch.nn.Linear(30, 20), tmp_path / "missing.safetensors")
+
+
+def test_optimizer_state_flattens_to_json_and_back_exactly():
+    _, opt, sched = trained()
+    for state in (opt.state_dict(), sched.state_dict()):
+        tensors = {}
+        meta = flatten_state(state, tensors, "x")
+        restored = unflatten_state(json.loads(json.dumps(meta)), tensors)
+        assert restored.keys() == state.keys()
+        assert repr(restored) == repr(state)  # same structure, key types (int ids), tuples and values
+
+
+def test_training_state_round_trip_restores_everything(tmp_path):
+    model, opt, sched = trained()
+    torch.manual_seed(123), np.random.seed(5), random.seed(7)
+    expected_rng = (torch.rand(3), np.random.rand(2), random.random())
+    torch.manual_seed(123), np.random.seed(5), random.seed(7)
+    path = save_training_state(tmp_path, 3, modules={"model": model}, optimizers={"opt": opt},
+                               schedulers={"sched": sched}, config={"lr": 0.01}, epoch=1, data_position=42,
+                               extra={"note": "x"})
+    model2, opt2, sched2 = trained(seed=1)
+    torch.manual_seed(0)
+    state = load_training_state(path, modules={"model": model2}, optimizers={"opt": opt2}, schedulers={"sched": sched2})
+    assert (state["step"], state["epoch"], state["data_position"]) == (3, 1, 42)
+    assert state["config"] == {"lr": 0.01} and state["extra"] == {"note": "x"}
+    after = (torch.rand(3), np.random.rand(2), random.random())
+    assert torch.equal(after[0], expected_rng[0]) and np.array_equal(after[1], expected_rng[1])
+    assert after[2] == expected_rng[2]
+    for a, b in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(a, b)
+    assert repr(opt2.state_dict()) == repr(opt.state_dict())
+    assert sched2.state_dict() == sched.state_dict()
+
+
+def test_latest_pointer_pruning_and_fallback(tmp_path):
+    model, opt, _ = trained()
+    for step in (1, 2, 3):
+        save_training_state(tmp_path, step, modules={"model": model}, optimizers={"opt": opt}, keep=2)
+    assert latest_checkpoint(tmp_path).name == "step_00000003"
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_00000002", "step_00000003"]
+    # A kill between the directory rename and the pointer update leaves an older pointer: still loadable.
+    (tmp_path / "latest").write_text("step_00000002")
+    assert latest_checkpoint(tmp_path).name == "step_00000002"
+    # A dangling pointer or a half-written directory (no state.json) falls back to the newest complete one.
+    (tmp_path / "latest").write_text("step_00000009")
+    (tmp_path / "step_00000010").mkdir()
+    assert latest_checkpoint(tmp_path).name == "step_00000003"
+    assert latest_checkpoint(tmp_path / "nothing-here") is None

@@ -1,0 +1,161 @@
+"""Tokenizer training on digits: smoke run, exact resume, GAN terms, SIGKILL safety, two processes via Accelerate."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from maskgit.config import TokenizerTrainingConfig, from_dict
+from maskgit.training.checkpoint import latest_checkpoint, load_training_state
+from maskgit.training.tokenizer import lr_factor, train_tokenizer
+from maskgit.vq import VQGAN, CodeUsage, load_tokenizer
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "tokenizer-digits-smoke.json"
+
+
+def smoke_config(**overrides) -> TokenizerTrainingConfig:
+    data = json.loads(SMOKE.read_text())
+    data.update(overrides)
+    return from_dict(TokenizerTrainingConfig, data)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    return [dict(zip(header, line.split(","))) for line in lines[1:]]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_two_step_smoke_run_and_resume_with_identical_optimizer_state(tmp_path):
+    cfg = smoke_config(max_steps=2)
+    final = train_tokenizer(cfg, data="digits", out=tmp_path, progress=False)
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    for key in ("loss", "rec", "commit", "usage", "perplexity"):
+        assert all(torch.isfinite(torch.tensor(float(r[key]))) for r in rows), key
+    tokenizer = load_tokenizer(final)
+    assert tokenizer.encode(torch.rand(1, 1, 8, 8)).shape == (1, 4, 4)
+    assert (tmp_path / "samples" / "step_0000002.png").is_file()
+    assert json.loads((tmp_path / "train_config.json").read_text())["max_steps"] == 2
+
+    # The checkpoint restores the step, the weights and the optimizer state exactly.
+    ckpt = latest_checkpoint(tmp_path / "checkpoints")
+    assert ckpt.name == "step_00000002"
+    model, usage = VQGAN(cfg.tokenizer), CodeUsage(cfg.tokenizer.codebook_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    state = load_training_state(ckpt, modules={"tokenizer": model, "usage": usage}, optimizers={"tokenizer": optimizer})
+    assert state["step"] == 2 and state["config"]["max_steps"] == 2
+    for p, q in zip(model.parameters(), tokenizer.parameters()):
+        assert torch.equal(p, q)
+    opt_state = optimizer.state_dict()
+    assert len(opt_state["state"]) == len(list(model.parameters()))
+    assert all(float(s["step"]) == 2 for s in opt_state["state"].values())
+    assert opt_state["param_groups"][0]["betas"] == tuple(cfg.betas)
+
+    # Re-running the same command resumes at step 2 instead of starting over.
+    train_tokenizer(smoke_config(max_steps=3), data="digits", out=tmp_path, progress=False)
+    assert [int(r["step"]) for r in read_metrics(tmp_path / "metrics.csv")] == [1, 2, 3]
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    cfg = smoke_config(max_steps=6, checkpoint_every=2, restart_every=2, hflip=True, crop_pad=1)
+    train_tokenizer(cfg, data="digits", out=tmp_path / "a", progress=False)
+    train_tokenizer(cfg, data="digits", out=tmp_path / "b", max_steps=4, progress=False)
+    train_tokenizer(cfg, data="digits", out=tmp_path / "b", progress=False)
+    for name in ("tokenizer", "usage"):
+        assert_same_weights(tmp_path / "a" / "checkpoints" / "step_00000006" / f"{name}.safetensors",
+                            tmp_path / "b" / "checkpoints" / "step_00000006" / f"{name}.safetensors")
+    assert len(read_metrics(tmp_path / "b" / "metrics.csv")) == 6
+
+
+@pytest.mark.parametrize("kind", ["stylegan", "patchgan"])
+def test_adversarial_entropy_r1_lecam_terms_are_finite(tmp_path, kind):
+    size = 8 if kind == "stylegan" else 16  # PatchGAN needs room for its 4x4 kernels
+    cfg = smoke_config(max_steps=2, adversarial_weight=0.1, disc_start_step=1, r1_weight=10.0, lecam_weight=0.01,
+                       entropy_weight=0.1, gen_loss="non-saturating", disc_loss="non-saturating",
+                       tokenizer={**json.loads(SMOKE.read_text())["tokenizer"], "image_size": size},
+                       discriminator={"kind": kind, "in_channels": 1, "base_channels": 8, "num_layers": 2,
+                                      "image_size": size})
+    train_tokenizer(cfg, data="digits", out=tmp_path, progress=False)
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert rows[0]["d_loss"] == ""  # the discriminator starts at step 1 (0-based), logged from row 2
+    for key in ("g_loss", "adaptive_weight", "d_loss", "r1", "entropy"):
+        assert torch.isfinite(torch.tensor(float(rows[1][key]))), key
+    assert (tmp_path / "checkpoints" / "step_00000002" / "discriminator.safetensors").is_file()
+    assert (tmp_path / "checkpoints" / "step_00000002" / "lecam.safetensors").is_file()
+
+
+def test_lr_schedule():
+    cfg = smoke_config(warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(110, cfg) == pytest.approx(0.1)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "maskgit.cli", *args]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_sigkill_then_same_command_resumes(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**json.loads(SMOKE.read_text()), "max_steps": 400, "checkpoint_every": 1,
+                                  "log_every": 50, "sample_every": 0}))
+    out = tmp_path / "run"
+    command = _cli("train-tokenizer", "--config", str(config), "--data", "digits", "--out", str(out), "--no-progress")
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "checkpoints" / "latest").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it write a few more checkpoints, then kill it mid-stream
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    ckpt = latest_checkpoint(out / "checkpoints")
+    assert ckpt is not None
+    cfg = from_dict(TokenizerTrainingConfig, json.loads(config.read_text()))
+    killed_at = load_training_state(ckpt, modules={"tokenizer": VQGAN(cfg.tokenizer)})["step"]
+    assert 0 < killed_at < 400
+    for step_dir in (out / "checkpoints").glob("step_*"):  # every checkpoint under a final name is whole
+        load_training_state(step_dir, modules={"tokenizer": VQGAN(cfg.tokenizer)}, restore_rng=False)
+
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed from" in result.stdout + result.stderr
+    assert latest_checkpoint(out / "checkpoints").name == "step_00000400"
+    assert (out / "final" / "tokenizer.safetensors").is_file()
+
+
+def test_two_processes_with_accelerate_launch(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` (torchrun); on a CPU-only machine the processes
+    talk over gloo (the trainer asks Accelerate for CPU processes when there is no CUDA)."""
+    pytest.importorskip("accelerate")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               "29517", "-m", "maskgit.cli", "train-tokenizer", "--config", str(SMOKE), "--data", "digits",
+               "--out", str(out), "--max-steps", "2", "--no-progress"]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout
+    rows = read_metrics(out / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
+    assert latest_checkpoint(out / "checkpoints").name == "step_00000002"
+    assert (out / "final" / "tokenizer.safetensors").is_file()
