@@ -215,18 +215,18 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
             opt_d.step()
             opt_d.zero_grad(set_to_none=True)
 
-        restarted = 0
         if cfg.restart_dead_codes and step % cfg.restart_every == 0 and step < cfg.restart_until * cfg.max_steps:
             vectors = accelerator.gather(q.latents)  # the same vectors and generator on every process
             g = torch.Generator(vectors.device).manual_seed(cfg.seed * 7919 + step)
-            restarted = model.quantizer.restart_codes(usage.dead_codes(cfg.dead_code_threshold), vectors, g)
+            model.quantizer.restart_codes(usage.dead_codes(cfg.dead_code_threshold), vectors, g)
         step += 1
         seen += cfg.batch_size * cfg.grad_accum_steps
         bar.update(1)
 
         if accelerator.is_main_process and (step % cfg.log_every == 0 or step == stop):
             row = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()},
-                   "usage": usage.usage(), "perplexity": usage.perplexity(), "restarted": restarted,
+                   "usage": usage.usage(), "perplexity": usage.perplexity(),
+                   "dead_codes": int(usage.dead_codes(cfg.dead_code_threshold).sum()),
                    "lr": cfg.lr * lr_factor(step - 1, cfg), "grad_norm": float(grad_norm),
                    "images_per_s": seen / (time.time() - t0)}
             _append_csv(out / "metrics.csv", row)
