@@ -78,6 +78,13 @@ class VectorQuantizer(nn.Module):
         codes = self.codes()
         return flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codes.t() + codes.pow(2).sum(1)[None]
 
+    def nearest_ids(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) encoder output -> (B, h, w) ids of the nearest codes (float32 distances)."""
+        b, d, h, w = z.shape
+        with torch.autocast(z.device.type, enabled=False):
+            flat = self._prepare(z.float().permute(0, 2, 3, 1).reshape(-1, d))
+            return self.distances(flat).argmin(1).view(b, h, w)
+
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, h, w) ids -> (B, D, h, w) code vectors."""
         if ids.min() < 0 or ids.max() >= self.codebook_size:

@@ -200,9 +200,7 @@ class VQGAN(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, h, w) long code ids."""
         with torch.no_grad():
-            z = self.encode_latents(images)
-            flat = self.quantizer._prepare(z.float().permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
-            return self.quantizer.distances(flat).argmin(1).view(z.shape[0], *z.shape[2:])
+            return self.quantizer.nearest_ids(self.encode_latents(images))
 
     def decode_codes(self, quantized: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) code vectors -> (B, C, H, W) images in [0, 1] range, not clamped."""
