@@ -117,8 +117,6 @@ def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingCo
     vectors = accelerator.gather(torch.cat(latents))
     g = torch.Generator(vectors.device).manual_seed(cfg.seed)
     model.quantizer.init_codebook(vectors, cfg.codebook_init, cfg.kmeans_iters, generator=g)
-    batches.position = 0  # the training stream starts from the first batch again
-    batches.sampler.start_batch = 0
 
 
 def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path, data_root: str | None = None,
@@ -172,7 +170,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     batches = Batches(dataset, cfg, step * cfg.grad_accum_steps, rank, world, device)
     if step == 0 and cfg.codebook_init != "none":
         initialise_codebook(model, batches, cfg, accelerator)
-        batches = Batches(dataset, cfg, 0, rank, world, device)
+        batches = Batches(dataset, cfg, 0, rank, world, device)  # training starts from the first batch again
     if accelerator.is_main_process:
         write_json_atomic(out / "train_config.json", to_dict(cfg))
         _truncate_csv(out / "metrics.csv", step)
