@@ -38,14 +38,15 @@ def resolve_classifier(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"no classifier at {name_or_path!r}; train one with `maskgit train-classifier --out DIR`")
 
 
-def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epochs: int = 8, seed: int = 0) -> dict:
+def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epochs: int = 8, batch_size: int = 128,
+                seed: int = 0) -> dict:
     """Train the judge classifier on the train split and report its test accuracy."""
     start = time.time()
     train_x, train_y = dataset_tensors(data, "trainval", data_root)
     test_x, test_y = dataset_tensors(data, "test", data_root)
     config = ClassifierConfig(in_channels=train_x.shape[1], image_size=train_x.shape[-1],
                               num_classes=int(train_y.max()) + 1)
-    model = train_classifier(train_x, train_y, config=config, epochs=epochs, seed=seed)
+    model = train_classifier(train_x, train_y, config=config, epochs=epochs, batch_size=batch_size, seed=seed)
     preds, _ = predict(model, test_x)
     metrics = {"test_accuracy": float((preds == test_y).float().mean()), "epochs": epochs, "seed": seed,
                "data": data, "train_seconds": round(time.time() - start, 1),
