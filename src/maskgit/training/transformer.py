@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -85,8 +86,10 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     from ..vq import load_tokenizer
 
     out = Path(out)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    accelerator.print(f"training on {world} process(es), device {device}")
     tokenizer = load_tokenizer(tokenizer_dir).to(device)
     dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size)
     class_names = tuple(getattr(dataset, "classes", ()))
@@ -127,9 +130,11 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
             group["lr"] = lr_at(step, cfg)
         for micro in range(cfg.grad_accum_steps):
             idx = torch.tensor(sampler.batch(step * cfg.grad_accum_steps + micro), device=device)
-            with accelerator.autocast():
+            # Gradients are all-reduced on the last micro-batch only.
+            sync = micro == cfg.grad_accum_steps - 1
+            with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
                 loss, acc = mvtm_step_loss(model, tokens[idx], labels[idx] if tcfg.num_classes else None, cfg, gen)
-            accelerator.backward(loss / cfg.grad_accum_steps)
+                accelerator.backward(loss / cfg.grad_accum_steps)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else torch.tensor(0.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
