@@ -23,3 +23,8 @@ maskgit evaluate --model "$RUNS/transformer-fmnist/final" --classifier "$RUNS/cl
   --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
 maskgit evaluate-editing --model "$RUNS/transformer-fmnist/final" --classifier "$RUNS/classifier-fmnist" \
   --out "$RESULTS/editing-fashion-mnist.json" --overwrite
+
+# 4. Bundle the model into the package (float16 weights, loaded back as float32).
+python -c "import sys, torch, maskgit; maskgit.MaskGIT.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], dtype=torch.float16)" \
+  "$RUNS/transformer-fmnist/final" src/maskgit/pretrained/fashion-mnist
+python benchmarks/schedule_ablation.py --model fashion-mnist --out benchmarks/results/schedule_ablation
