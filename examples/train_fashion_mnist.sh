@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole Fashion-MNIST recipe behind the bundled model, as one command sequence.
-# Every step resumes if re-run after an interruption. On this 2-core CPU: see the model card
-# (src/maskgit/pretrained/fashion-mnist/MODEL_CARD.md) for the measured wall times.
-# Multi-GPU: prefix the train commands with `accelerate launch -m maskgit.cli` instead of `maskgit`.
+# Every training step resumes if re-run after an interruption. Measured wall times on the 2-core CPU:
+# src/maskgit/pretrained/fashion-mnist/MODEL_CARD.md.
+# Multi-GPU: replace `maskgit train...` by `accelerate launch -m maskgit.cli train...`.
 set -euo pipefail
 RUNS=${RUNS:-runs}
 RESULTS=${RESULTS:-results}
+BUNDLE=src/maskgit/pretrained
 mkdir -p "$RESULTS"
 
 # 1. Tokenizer (VQGAN, 28x28 -> 7x7 tokens) and its reconstruction metrics on the 10k test images.
@@ -17,14 +18,12 @@ maskgit eval-tokenizer --tokenizer "$RUNS/tokenizer-fmnist/final" --data fashion
 maskgit train --config configs/transformer-fashion-mnist.json --tokenizer "$RUNS/tokenizer-fmnist/final" \
   --data fashion-mnist --out "$RUNS/transformer-fmnist"
 
-# 3. The judge classifier (real images only) and the scores of samples and edits.
-maskgit train-classifier --data fashion-mnist --epochs 5 --out "$RUNS/classifier-fmnist"
-maskgit evaluate --model "$RUNS/transformer-fmnist/final" --classifier "$RUNS/classifier-fmnist" \
-  --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
-maskgit evaluate-editing --model "$RUNS/transformer-fmnist/final" --classifier "$RUNS/classifier-fmnist" \
-  --out "$RESULTS/editing-fashion-mnist.json" --overwrite
-
-# 4. Bundle the model into the package (float16 weights, loaded back as float32).
+# 3. Bundle it into the package (float16 weights, loaded back as float32).
 python -c "import sys, torch, maskgit; maskgit.MaskGIT.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], dtype=torch.float16)" \
-  "$RUNS/transformer-fmnist/final" src/maskgit/pretrained/fashion-mnist
+  "$RUNS/transformer-fmnist/final" "$BUNDLE/fashion-mnist"
+
+# 4. The judge classifier (real images only), then the scores of the bundled model's samples and edits.
+maskgit train-classifier --data fashion-mnist --epochs 5 --out "$BUNDLE/fashion-mnist-classifier"
+maskgit evaluate --model fashion-mnist --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
+maskgit evaluate-editing --model fashion-mnist --out "$RESULTS/editing-fashion-mnist.json" --overwrite
 python benchmarks/schedule_ablation.py --model fashion-mnist --out benchmarks/results/schedule_ablation
