@@ -236,9 +236,8 @@ def run_train_tokenizer(args: argparse.Namespace) -> None:
     from .training.tokenizer import train_tokenizer
 
     cfg = from_dict(TokenizerTrainingConfig, json.loads(args.config.read_text()))
-    final = train_tokenizer(cfg, data=args.data, out=args.out, data_root=args.data_root, max_steps=args.max_steps,
-                            progress=not args.no_progress)
-    print(f"tokenizer saved to {final}")
+    train_tokenizer(cfg, data=args.data, out=args.out, data_root=args.data_root, max_steps=args.max_steps,
+                    progress=not args.no_progress)  # prints where the tokenizer went (main process only)
 
 
 def add_eval_tokenizer_parser(sub) -> None:

@@ -241,6 +241,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     if accelerator.is_main_process:
         save_tokenizer(model.eval(), final)
     accelerator.wait_for_everyone()
+    accelerator.print(f"tokenizer saved to {final}")
     return final
 
 

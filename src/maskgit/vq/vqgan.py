@@ -218,14 +218,19 @@ class VQGAN(nn.Module):
         return self.decode_codes(q.quantized), q
 
 
-def save_tokenizer(model: VQGAN, directory: str | Path) -> Path:
-    """Write tokenizer.safetensors + tokenizer.json (the TokenizerConfig), each atomically."""
+def save_tokenizer(model: VQGAN, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Write tokenizer.safetensors + tokenizer.json (the TokenizerConfig), each atomically.
+
+    `dtype=torch.float16` halves the file; `load_tokenizer` casts the weights back to float32.
+    """
+    import copy
+
     from ..config import to_dict, write_json_atomic
     from ..training.checkpoint import save_weights
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_weights(model, directory / "tokenizer.safetensors")
+    save_weights(model if dtype is None else copy.deepcopy(model).to(dtype), directory / "tokenizer.safetensors")
     write_json_atomic(directory / "tokenizer.json", to_dict(model.config))
     return directory
 
