@@ -217,8 +217,11 @@ def add_train_tokenizer_parser(sub) -> None:
     p = sub.add_parser("train-tokenizer", help="train a VQGAN tokenizer on images",
                        description="Train a VQGAN tokenizer (reconstruction + quantizer losses, optional perceptual, "
                                    "adversarial and entropy losses). Re-running the same command resumes from the "
-                                   "latest checkpoint. Multi-process / multi-GPU / multi-node: "
-                                   "`accelerate launch [--num_processes N] -m maskgit.cli train-tokenizer ...`.")
+                                   "latest checkpoint. Several processes: `accelerate launch --multi_gpu "
+                                   "--num_processes N -m maskgit.cli train-tokenizer ...` (GPUs, or on a machine "
+                                   "without CUDA N CPU processes over gloo; add --num_machines/--machine_rank/"
+                                   "--main_process_ip for several nodes). Plain `accelerate launch --cpu` starts "
+                                   "a single process unless MPI is configured.")
     p.add_argument("--config", type=Path, required=True, help="TokenizerTrainingConfig JSON (see configs/)")
     p.add_argument("--data", required=True, help="fashion-mnist, digits, or an image folder (one subfolder per class)")
     p.add_argument("--data-root", default=None, help="where the dataset files live (default: the system location)")
