@@ -140,6 +140,7 @@ def test_sigkill_then_same_command_resumes(tmp_path):
     assert "resumed from" in result.stdout + result.stderr
     assert latest_checkpoint(out / "checkpoints").name == "step_00000150"
     assert (out / "final" / "tokenizer.safetensors").is_file()
+    assert [int(r["step"]) for r in read_metrics(out / "metrics.csv")] == [50, 100, 150]  # no duplicates
 
 
 def test_two_processes_with_accelerate_launch(tmp_path):

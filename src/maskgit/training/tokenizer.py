@@ -283,10 +283,11 @@ def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
 
 
 def _truncate_csv(path: Path, step: int) -> None:
-    """On resume, drop rows logged after the checkpoint (they will be logged again)."""
+    """On resume, drop rows logged after the checkpoint (they will be logged again) and a row cut short by a kill."""
     if not path.exists():
         return
     with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows:
-        _write_csv(path, [r for r in rows if int(r["step"]) <= step], list(rows[0].keys()))
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if None not in r and None not in r.values() and r["step"].isdigit()]
+    if reader.fieldnames:
+        _write_csv(path, [r for r in rows if int(r["step"]) <= step], list(reader.fieldnames))
