@@ -122,6 +122,11 @@ def test_discriminators_score_images(kind, size, layers):
     assert logits.shape[0] == 2 and torch.isfinite(logits).all()
 
 
+def test_patchgan_rejects_images_too_small():
+    with pytest.raises(ValueError, match="at least 24 pixels"):
+        build_discriminator(DiscriminatorConfig(kind="patchgan", num_layers=3, image_size=16))
+
+
 def test_gan_losses_r1_lecam_entropy_adaptive_weight():
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.5])
     assert L.discriminator_loss(real, fake, "hinge").item() == pytest.approx(1.0)

@@ -25,6 +25,9 @@ class PatchGANDiscriminator(nn.Module):
 
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
+        if cfg.image_size < 3 * 2 ** cfg.num_layers:  # the last two 4x4 convs need a 3x3 map at least
+            raise ValueError(f"a PatchGAN with num_layers={cfg.num_layers} needs images of at least "
+                             f"{3 * 2 ** cfg.num_layers} pixels; got image_size {cfg.image_size}")
         width = cfg.base_channels
         layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         for i in range(1, cfg.num_layers + 1):
