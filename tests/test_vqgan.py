@@ -39,9 +39,19 @@ def test_every_preset_builds_and_round_trips_shapes(name):
     assert recon.shape == images.shape and q.quantized.shape == (2, cfg.embed_dim, g, g)
 
 
+def test_bundled_tokenizer_matches_the_fashion_mnist_preset():
+    bundled = Path(__file__).resolve().parents[1] / "src" / "maskgit" / "pretrained" / "fashion-mnist"
+    if not (bundled / "tokenizer.json").is_file():
+        pytest.skip("no bundled Fashion-MNIST tokenizer")
+    model = load_tokenizer(bundled)
+    assert model.config == TOKENIZER_PRESETS["fashion-mnist"]
+    assert model.encode(torch.zeros(1, 1, 28, 28)).shape == (1, 7, 7)
+
+
 def test_preset_grids():
     assert TOKENIZER_PRESETS["fashion-mnist"].grid_size == 7
     assert TOKENIZER_PRESETS["fashion-mnist"].downsample_factor == 4
+    assert TOKENIZER_PRESETS["gray-32"].grid_size == 8
     assert TOKENIZER_PRESETS["imagenet"].downsample_factor == 16
     assert TOKENIZER_PRESETS["imagenet"].codebook_size == 1024
 

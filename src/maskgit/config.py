@@ -318,8 +318,15 @@ TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     # Test-sized: 8x8 grayscale (scikit-learn digits), factor 2 -> 4x4 grid.
     "tiny": TokenizerConfig(in_channels=1, image_size=8, base_channels=16, channel_mult=(1, 2),
                             num_res_blocks=1, embed_dim=8, codebook_size=16, norm_groups=8),
-    # 28x28 grayscale (Fashion-MNIST), factor 4 -> 7x7 grid.
-    "fashion-mnist": TokenizerConfig(),
+    # 28x28 grayscale (Fashion-MNIST), factor 4 -> 7x7 grid: the architecture of the bundled tokenizer
+    # (configs/tokenizer-fashion-mnist.json; results/tokenizer-fashion-mnist.json).
+    "fashion-mnist": TokenizerConfig(in_channels=1, image_size=28, base_channels=32, channel_mult=(1, 2, 4),
+                                     num_res_blocks=2, embed_dim=64, codebook_size=512, l2_normalize=True,
+                                     norm_groups=16),
+    # 32x32 grayscale, factor 4 -> 8x8 grid.
+    "gray-32": TokenizerConfig(in_channels=1, image_size=32, base_channels=32, channel_mult=(1, 2, 4),
+                               num_res_blocks=2, embed_dim=64, codebook_size=512, l2_normalize=True,
+                               norm_groups=16),
     # 64x64 RGB, factor 8 -> 8x8 grid.
     "rgb-64": TokenizerConfig(in_channels=3, image_size=64, base_channels=64, channel_mult=(1, 1, 2, 2),
                               num_res_blocks=2, mid_attention=True, embed_dim=128, codebook_size=1024),
