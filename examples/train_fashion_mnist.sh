@@ -2,7 +2,7 @@
 # The whole Fashion-MNIST recipe behind the bundled model, as one command sequence.
 # Every training step resumes if re-run after an interruption. Measured wall times on the 2-core CPU:
 # src/maskgit/pretrained/fashion-mnist/MODEL_CARD.md.
-# Multi-GPU: replace `maskgit train...` by `accelerate launch -m maskgit.cli train...`.
+# Multi-GPU: replace `maskgit train` by `accelerate launch --multi_gpu --num_processes N -m maskgit.cli train`.
 set -euo pipefail
 RUNS=${RUNS:-runs}
 RESULTS=${RESULTS:-results}
@@ -10,7 +10,8 @@ BUNDLE=src/maskgit/pretrained
 mkdir -p "$RESULTS"
 
 # 1. Tokenizer (VQGAN, 28x28 -> 7x7 tokens) and its reconstruction metrics on the 10k test images.
-maskgit train-tokenizer --config configs/tokenizer-fashion-mnist.json --data fashion-mnist --out "$RUNS/tokenizer-fmnist"
+OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 -m maskgit.cli train-tokenizer \
+  --config configs/tokenizer-fashion-mnist.json --data fashion-mnist --out "$RUNS/tokenizer-fmnist"
 maskgit eval-tokenizer --tokenizer "$RUNS/tokenizer-fmnist/final" --data fashion-mnist --split test \
   --out "$RESULTS/tokenizer-fashion-mnist.json"
 
