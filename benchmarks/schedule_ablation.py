@@ -14,8 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from maskgit import MaskGIT
 from maskgit.evaluation.classifier import load_classifier
 from maskgit.evaluation.generation import generate_per_class, real_baseline, score_images

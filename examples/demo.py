@@ -15,7 +15,8 @@ import torch
 
 import maskgit
 from maskgit import MaskGIT, bundled_models
-from maskgit.config import ModelConfig, TOKENIZER_PRESETS, TRANSFORMER_PRESETS, to_dict, write_json_atomic
+from maskgit.atomic import write_json_atomic
+from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig, to_dict
 from maskgit.images import load_image, save_grid
 
 ASSETS = Path(maskgit.__file__).parent / "assets" / "fashion-mnist-test"

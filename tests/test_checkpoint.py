@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from maskgit.training.checkpoint import (flatten_state, latest_checkpoint, load_training_state, load_weights,
-                                         save_training_state, save_weights, unflatten_state)
+from maskgit.training.checkpoint import (
+    flatten_state,
+    latest_checkpoint,
+    load_training_state,
+    load_weights,
+    save_training_state,
+    save_weights,
+    unflatten_state,
+)
 
 
 class Tied(torch.nn.Module):

@@ -6,7 +6,7 @@ import torch
 
 from maskgit import MaskGIT
 from maskgit.cli import main
-from maskgit.config import ModelConfig, TOKENIZER_PRESETS, TRANSFORMER_PRESETS
+from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
 from maskgit.images import load_image, save_image
 
 

@@ -8,8 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit.data import (FASHION_MNIST_CLASSES, EpochBatchSampler, augment, build_dataset, load_fashion_mnist,
-                          read_idx, split_indices)
+from maskgit.data import (
+    FASHION_MNIST_CLASSES,
+    EpochBatchSampler,
+    augment,
+    build_dataset,
+    load_fashion_mnist,
+    read_idx,
+    split_indices,
+)
 
 FMNIST = pytest.importorskip("pathlib").Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file(),

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from maskgit import MaskGIT
-from maskgit.config import ModelConfig, TOKENIZER_PRESETS, TRANSFORMER_PRESETS
+from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
 from maskgit.editing import fill_canvas, pixel_to_token_mask
 
 

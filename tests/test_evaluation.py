@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maskgit import MaskGIT
-from maskgit.config import ModelConfig, TOKENIZER_PRESETS, TRANSFORMER_PRESETS
+from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
 from maskgit.evaluation.editing import centre_mask, evaluate_editing
 from maskgit.evaluation.report import evaluate_model, train_judge
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maskgit import MaskGIT
-from maskgit.config import ModelConfig, TOKENIZER_PRESETS, TRANSFORMER_PRESETS
+from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
 
 
 @pytest.fixture(scope="module")

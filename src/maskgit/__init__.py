@@ -1,10 +1,10 @@
 """maskgit: MaskGIT (Chang et al., CVPR 2022) in PyTorch. Re-exports the public API only."""
 
 from .config import (
-    ModelConfig,
-    SamplingConfig,
     TOKENIZER_PRESETS,
     TRANSFORMER_PRESETS,
+    ModelConfig,
+    SamplingConfig,
     TokenizerConfig,
     TransformerConfig,
     TransformerTrainingConfig,

@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .config import to_dict, write_json_atomic
+from .atomic import write_json_atomic
+from .config import to_dict
 from .images import load_image, save_image
 from .sampling import check_writable
 

@@ -15,8 +15,9 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig, SamplingConfig, from_dict, to_dict, write_json_atomic
 from . import editing
+from .atomic import write_json_atomic
+from .config import ModelConfig, SamplingConfig, from_dict, to_dict
 from .decoding import GeneratorArg, decode, guided_logits_fn
 from .training.checkpoint import load_weights, save_weights
 from .transformer import MaskGITTransformer

@@ -11,7 +11,8 @@ from typing import Sequence
 
 import torch
 
-from .config import to_dict, write_json_atomic
+from .atomic import write_json_atomic
+from .config import to_dict
 from .images import save_grid, save_image
 
 

@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..config import from_dict, to_dict, write_json_atomic
+from ..atomic import write_json_atomic
+from ..config import from_dict, to_dict
 
 
 @dataclass(frozen=True)

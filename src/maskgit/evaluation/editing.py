@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..config import write_json_atomic
+from ..atomic import write_json_atomic
 from .classifier import load_classifier, predict
 from .frechet import frechet_distance_between
 

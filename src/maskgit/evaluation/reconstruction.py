@@ -93,7 +93,8 @@ def evaluate_tokenizer(tokenizer_dir: str | Path, out: str | Path, *, data: str 
                        split: str = "test", data_root: str | None = None, device: str = "cpu",
                        batch_size: int = 500, num_shown: int = 64) -> dict:
     """Metrics of a saved tokenizer on `split`, written to `out` (JSON) with `out` .png beside it."""
-    from ..config import to_dict, write_json_atomic
+    from ..atomic import write_json_atomic
+    from ..config import to_dict
     from ..data import build_dataset
     from ..vq import load_tokenizer
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import write_json_atomic
+from ..atomic import write_json_atomic
 from .classifier import ClassifierConfig, load_classifier, predict, save_classifier, train_classifier
 from .generation import generate_per_class, real_baseline, score_images
 

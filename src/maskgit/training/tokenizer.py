@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -21,7 +20,8 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import TokenizerTrainingConfig, to_dict, write_json_atomic
+from ..atomic import write_json_atomic
+from ..config import TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset
 from ..evaluation.reconstruction import save_comparison
 from ..vq import VQGAN, CodeUsage, save_tokenizer

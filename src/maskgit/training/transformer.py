@@ -18,7 +18,8 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ..config import TransformerTrainingConfig, to_dict, write_json_atomic
+from ..atomic import write_json_atomic
+from ..config import TransformerTrainingConfig, to_dict
 from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
 from ..pipeline import MaskGIT
 from ..transformer import MaskGITTransformer

@@ -225,7 +225,8 @@ def save_tokenizer(model: VQGAN, directory: str | Path, *, dtype: torch.dtype | 
     """
     import copy
 
-    from ..config import to_dict, write_json_atomic
+    from ..atomic import write_json_atomic
+    from ..config import to_dict
     from ..training.checkpoint import save_weights
 
     directory = Path(directory)
