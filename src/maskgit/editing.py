@@ -93,7 +93,8 @@ def fill_canvas(pipe, tokens: torch.Tensor, labels: torch.Tensor | None, *, over
         y, x = windows.pop(0)
         view = canvas[:, y:y + g, x:x + g]
         if (view == mask_id).any():
-            canvas[:, y:y + g, x:x + g] = pipe.fill_tokens(view.reshape(len(view), -1), labels, **sampling).view_as(view)
+            filled = pipe.fill_tokens(view.reshape(len(view), -1), labels, **sampling)
+            canvas[:, y:y + g, x:x + g] = filled.view_as(view)
     return canvas
 
 
@@ -141,7 +142,8 @@ def box_mask(images: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tens
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = images.shape[-2:]
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-        raise ValueError(f"box {box} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h} (pixels, x1/y1 exclusive)")
+        raise ValueError(f"box {box} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h} "
+                         f"(pixels, x1/y1 exclusive)")
     mask = torch.zeros(images.shape[0], 1, h, w, dtype=torch.bool, device=images.device)
     mask[..., y0:y1, x0:x1] = True
     return mask

@@ -24,7 +24,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected an image of shape (1 or 3, H, W), got {tuple(image.shape)}")
     array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     array = array.permute(1, 2, 0).numpy()
-    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array, mode="L" if array.shape[-1] == 1 else "RGB")
+    gray = array.shape[-1] == 1
+    return Image.fromarray(array[..., 0] if gray else array, mode="L" if gray else "RGB")
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:

@@ -33,7 +33,9 @@ Labels = torch.Tensor | Sequence[int | str] | None
 
 def bundled_models() -> list[str]:
     """Names accepted by `MaskGIT.from_pretrained` without a path (shipped inside the package)."""
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).is_file()) if PRETRAINED_DIR.is_dir() else []
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
 
 class MaskGIT(nn.Module):

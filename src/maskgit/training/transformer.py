@@ -112,7 +112,8 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     optimizer = build_optimizer(model, cfg)
     step = 0
     if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
-        state = load_training_state(ckpt, modules={"model": model, "ema": ema.shadow}, optimizers={"optimizer": optimizer})
+        state = load_training_state(ckpt, modules={"model": model, "ema": ema.shadow},
+                                    optimizers={"optimizer": optimizer})
         step = state["step"]
         accelerator.print(f"resumed from {ckpt} at step {step}")
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -136,7 +137,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
             with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
                 loss, acc = mvtm_step_loss(model, tokens[idx], labels[idx] if tcfg.num_classes else None, cfg, gen)
                 accelerator.backward(loss / cfg.grad_accum_steps)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else torch.tensor(0.0)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else 0.0
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.update(accelerator.unwrap_model(model))
