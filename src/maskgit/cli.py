@@ -86,19 +86,24 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"model saved to {final}")
 
 
+def add_evaluation_args(p: argparse.ArgumentParser) -> None:
+    """Judge, data, output and decoding options shared by the evaluation commands."""
+    p.add_argument("--classifier", default="fashion-mnist-classifier", help="bundled name or directory")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", type=Path, required=True, help="JSON file for the results (a PNG goes beside it)")
+    p.add_argument("--overwrite", action="store_true")
+    add_sampling_args(p)
+
+
 def add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score class-conditional samples with the judge classifier",
                        description="Generate N images per class and report the judge classifier's agreement with "
                                    "the requested class and the Frechet distance of its features to real test "
                                    "images (with the real-train vs real-test floor). Writes JSON + a sample grid.")
     p.add_argument("--model", default="fashion-mnist")
-    p.add_argument("--classifier", default="fashion-mnist-classifier", help="bundled name or directory")
-    p.add_argument("--data", default="fashion-mnist")
-    p.add_argument("--data-root", default=None)
     p.add_argument("--num-per-class", type=int, default=100)
-    p.add_argument("--out", type=Path, required=True, help="JSON file for the results")
-    p.add_argument("--overwrite", action="store_true")
-    add_sampling_args(p)
+    add_evaluation_args(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -117,14 +122,9 @@ def add_evaluate_editing_parser(sub) -> None:
                        description="Inpaint the centre 50%% x 50%% of real test images and edit whole-image boxes "
                                    "to another class; the judge classifier scores both. Writes JSON + a PNG.")
     p.add_argument("--model", default="fashion-mnist")
-    p.add_argument("--classifier", default="fashion-mnist-classifier")
-    p.add_argument("--data", default="fashion-mnist")
-    p.add_argument("--data-root", default=None)
     p.add_argument("--num-inpaint", type=int, default=500)
     p.add_argument("--num-edit", type=int, default=200)
-    p.add_argument("--out", type=Path, required=True, help="JSON file for the results")
-    p.add_argument("--overwrite", action="store_true")
-    add_sampling_args(p)
+    add_evaluation_args(p)
     p.set_defaults(func=run_evaluate_editing)
 
 
