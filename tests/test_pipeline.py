@@ -110,3 +110,18 @@ def test_half_precision_files_load_as_float32(pipe, tmp_path):
     ref = pipe.transformer.Embed_0.word_embeddings.weight
     assert torch.equal(loaded.transformer.Embed_0.word_embeddings.weight, ref.half().float())
     assert next(pipe.parameters()).dtype == torch.float32  # saving did not touch the live model
+
+
+def test_bundled_fashion_mnist_model_is_deterministic():
+    from maskgit import bundled_models
+
+    assert "fashion-mnist" in bundled_models()
+    model = MaskGIT.from_pretrained("fashion-mnist")
+    assert model.class_names[7] == "Sneaker" and model.transformer.config.num_classes == 10
+    a = model.generate(["sneaker", 0, 9], generator=torch.Generator().manual_seed(0))
+    b = MaskGIT.from_pretrained("fashion-mnist").generate(["sneaker", 0, 9], generator=torch.Generator().manual_seed(0))
+    assert a.shape == (3, 1, 28, 28) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="unknown class name"):
+        model.generate(["jacket"])
+    with pytest.raises(ValueError, match="out of range"):
+        model.generate([10])
