@@ -9,7 +9,6 @@ lacks); the data order and every random draw are functions of (seed, step, rank)
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..vq import VQGAN, CodeUsage, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .metrics_log import append_csv, truncate_csv
 
 
 def lr_factor(step: int, cfg: TokenizerTrainingConfig) -> float:
@@ -173,7 +173,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
         batches = Batches(dataset, cfg, 0, rank, world, device)  # training starts from the first batch again
     if accelerator.is_main_process:
         write_json_atomic(out / "train_config.json", to_dict(cfg))
-        _truncate_csv(out / "metrics.csv", step)
+        truncate_csv(out / "metrics.csv", step)
 
     stop = min(cfg.max_steps, max_steps or cfg.max_steps)
     g_params = [p for p in model.parameters() if p.requires_grad]
@@ -227,7 +227,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
                    "dead_codes": int(usage.dead_codes(cfg.dead_code_threshold).sum()),
                    "lr": cfg.lr * lr_factor(step - 1, cfg), "grad_norm": float(grad_norm),
                    "images_per_s": seen / (time.time() - t0)}
-            _append_csv(out / "metrics.csv", row)
+            append_csv(out / "metrics.csv", row)
             bar.set_postfix(rec=f"{row['rec']:.4f}", usage=f"{row['usage']:.2f}")
         if accelerator.is_main_process and cfg.sample_every and (step % cfg.sample_every == 0 or step == stop):
             save_reconstruction_grid(model, val_images, out / "samples" / f"step_{step:07d}.png")
@@ -252,42 +252,3 @@ def save_reconstruction_grid(model: VQGAN, images: torch.Tensor, path: Path) -> 
     recon = model.eval().decode_ids(model.encode(images))
     model.train(was_training)
     save_comparison(images, recon, path)
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    """Append a row; a new column (e.g. GAN terms once the discriminator starts) rewrites the header."""
-    rows = []
-    if path.exists():
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    fields = list(dict.fromkeys([*(rows[0].keys() if rows else []), *row]))
-    if rows and list(rows[0].keys()) == fields:
-        with open(path, "a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=fields).writerow(_format(row))
-        return
-    rows.append(_format(row))
-    _write_csv(path, rows, fields)
-
-
-def _format(row: dict) -> dict:
-    return {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-
-
-def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-
-
-def _truncate_csv(path: Path, step: int) -> None:
-    """On resume, drop rows logged after the checkpoint (they will be logged again) and a row cut short by a kill."""
-    if not path.exists():
-        return
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = [r for r in reader if None not in r and None not in r.values() and r["step"].isdigit()]
-    if reader.fieldnames:
-        _write_csv(path, [r for r in rows if int(r["step"]) <= step], list(reader.fieldnames))

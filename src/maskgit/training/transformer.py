@@ -8,7 +8,6 @@ of (seed, epoch), so a resumed run reproduces the uninterrupted one exactly.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from contextlib import nullcontext
@@ -25,6 +24,7 @@ from ..pipeline import MaskGIT
 from ..transformer import MaskGITTransformer
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
 from .ema import EMA
+from .metrics_log import append_csv, truncate_csv
 from .token_cache import cached_tokens
 
 
@@ -116,6 +116,8 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
                                     optimizers={"optimizer": optimizer})
         step = state["step"]
         accelerator.print(f"resumed from {ckpt} at step {step}")
+        if accelerator.is_main_process:
+            truncate_csv(out / "metrics.csv", step)
     model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
         write_json_atomic(out / "train_config.json", to_dict(cfg))
@@ -147,7 +149,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         if accelerator.is_main_process and (step % cfg.log_every == 0 or step == stop):
             row = {"step": step, "loss": loss.item(), "masked_acc": acc.item(), "lr": lr_at(step - 1, cfg),
                    "grad_norm": float(grad_norm), "images_per_s": seen / (time.time() - t0)}
-            _append_csv(log_path, row)
+            append_csv(log_path, row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['masked_acc']:.3f}")
         if step % cfg.checkpoint_every == 0 or step == stop:
             accelerator.wait_for_everyone()
@@ -164,12 +166,3 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         MaskGIT(tokenizer, ema.shadow, cfg.sampling, class_names).save_pretrained(final)
     accelerator.wait_for_everyone()
     return final
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
