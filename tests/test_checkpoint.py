@@ -2,6 +2,8 @@
 
 import json
 import random
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +118,29 @@ def test_latest_pointer_pruning_and_fallback(tmp_path):
     (tmp_path / "step_00000010").mkdir()
     assert latest_checkpoint(tmp_path).name == "step_00000003"
     assert latest_checkpoint(tmp_path / "nothing-here") is None
+
+
+@pytest.mark.parametrize("resave", [False, True])
+def test_kill_while_deleting_a_checkpoint_leaves_no_partial_one_under_a_final_name(tmp_path, monkeypatch, resave):
+    """Pruning (and re-saving a step) deletes a directory; a kill half-way must not leave `step_*` without state."""
+    model, opt, _ = trained()
+    for step in (1, 2):
+        save_training_state(tmp_path, step, modules={"model": model}, optimizers={"opt": opt}, keep=2)
+    real_rmtree = shutil.rmtree
+
+    def killed_half_way(path, *args, **kwargs):  # delete one file, then die as a SIGKILL would
+        files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+        if files:
+            files[-1].unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        save_training_state(tmp_path, 2 if resave else 3, modules={"model": model}, optimizers={"opt": opt}, keep=2)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    for step_dir in tmp_path.glob("step_*"):
+        load_training_state(step_dir, modules={"model": trained()[0]}, restore_rng=False)
+    assert latest_checkpoint(tmp_path) is not None
+    # The next save sweeps the leftovers of the killed delete.
+    save_training_state(tmp_path, 4, modules={"model": model}, optimizers={"opt": opt}, keep=2)
+    assert not list(tmp_path.glob(".step_*"))

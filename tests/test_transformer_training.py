@@ -81,8 +81,14 @@ def test_two_processes_with_accelerate_launch(tokenizer_dir, tmp_path):
     assert (out / "final" / "transformer.safetensors").is_file()
 
 
+STEPS = 40
+
+
 def test_sigkill_then_same_command_reproduces_uninterrupted_run(tokenizer_dir, tmp_path):
-    """Kill a real training process mid-run; the same command resumes and ends with the same weights."""
+    """Kill a real training process mid-run; the same command resumes and ends with the same weights.
+
+    The kill lands once step 3 is on disk; the run is long enough (STEPS) that it cannot finish in a poll interval.
+    """
     import os
     import signal
     import subprocess
@@ -90,25 +96,27 @@ def test_sigkill_then_same_command_reproduces_uninterrupted_run(tokenizer_dir, t
     import time
 
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({**json.loads(open(SMOKE).read()), "max_steps": 8, "checkpoint_every": 1}))
-    reference = tmp_path / "reference"
-    train_transformer(from_dict(TransformerTrainingConfig, json.loads(config.read_text())),
-                      tokenizer_dir=tokenizer_dir, data="digits", out=reference, progress=False)
-    out = tmp_path / "killed"
-    command = [sys.executable, "-m", "maskgit.cli", "train", "--config", str(config), "--tokenizer",
-               str(tokenizer_dir), "--data", "digits", "--out", str(out)]
+    config.write_text(json.dumps({**json.loads(open(SMOKE).read()), "max_steps": STEPS, "checkpoint_every": 1}))
+
+    def command(out):
+        return [sys.executable, "-m", "maskgit.cli", "train", "--config", str(config), "--tokenizer",
+                str(tokenizer_dir), "--data", "digits", "--out", str(out)]
+
+    # The reference runs in a process like the killed one: the same thread count gives the same float reductions.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    assert subprocess.run(command(reference), env=env, capture_output=True).returncode == 0
+    proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (out / "checkpoints" / "step_00000003").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "final").exists(), "the run finished before it could be killed"
-    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    assert subprocess.run(command(out), env=env, capture_output=True).returncode == 0
     for name in ["model", "ema"]:
-        a = load_file(str(reference / "checkpoints" / "step_00000008" / f"{name}.safetensors"))
-        b = load_file(str(out / "checkpoints" / "step_00000008" / f"{name}.safetensors"))
+        a = load_file(str(reference / "checkpoints" / f"step_{STEPS:08d}" / f"{name}.safetensors"))
+        b = load_file(str(out / "checkpoints" / f"step_{STEPS:08d}" / f"{name}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a), name
     steps = [int(r.split(",")[0]) for r in (out / "metrics.csv").read_text().splitlines()[1:]]
-    assert steps == list(range(1, 9))  # rows past the resumed checkpoint were dropped, then logged again
+    assert steps == list(range(1, STEPS + 1))  # rows past the resumed checkpoint were dropped, then logged again

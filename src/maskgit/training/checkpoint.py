@@ -186,7 +186,7 @@ def save_training_state(directory: str | os.PathLike, step: int, *, modules: dic
                 "modules": sorted(modules), "states": states, "rng": rng, "config": config, "extra": extra or {}}
         write_bytes_atomic(tmp / STATE_FILE, json.dumps(meta).encode())
         if final.exists():  # a re-save of the same step (e.g. after a resume): replace it
-            shutil.rmtree(final)
+            _discard(final)
         os.rename(tmp, final)
         _fsync_dir(directory)
     except BaseException:
@@ -201,10 +201,22 @@ def _complete_checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).is_file())
 
 
+def _discard(path: Path) -> None:
+    """Delete a checkpoint directory so that a kill at any moment never leaves a partial one under a final name.
+
+    The directory is first renamed (atomic) to a hidden name that `_prune` sweeps, then deleted.
+    """
+    trash = path.with_name(f".{path.name}.discard")
+    if trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def _prune(directory: Path, keep: int) -> None:
     for old in _complete_checkpoints(directory)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in directory.glob(".step_*"):  # temporaries of writes that were killed
+        _discard(old)
+    for stale in directory.glob(".step_*"):  # temporaries and discards of writes that were killed
         shutil.rmtree(stale, ignore_errors=True)
 
 
