@@ -13,7 +13,7 @@ mkdir -p "$RESULTS"
 OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 -m maskgit.cli train-tokenizer \
   --config configs/tokenizer-fashion-mnist.json --data fashion-mnist --out "$RUNS/tokenizer-fmnist"
 maskgit eval-tokenizer --tokenizer "$RUNS/tokenizer-fmnist/final" --data fashion-mnist --split test \
-  --out "$RESULTS/tokenizer-fashion-mnist.json"
+  --out "$RESULTS/tokenizer-fashion-mnist.json" --overwrite
 
 # 2. Transformer by masked visual token modeling on the tokenizer's codes (train + val split).
 maskgit train --config configs/transformer-fashion-mnist.json --tokenizer "$RUNS/tokenizer-fmnist/final" \
@@ -24,7 +24,7 @@ python -c "import sys, torch, maskgit; maskgit.MaskGIT.from_pretrained(sys.argv[
   "$RUNS/transformer-fmnist/final" "$BUNDLE/fashion-mnist"
 
 # 4. The judge classifier (real images only), then the scores of the bundled model's samples and edits.
-maskgit train-classifier --data fashion-mnist --epochs 5 --out "$BUNDLE/fashion-mnist-classifier"
+maskgit train-classifier --data fashion-mnist --epochs 5 --out "$BUNDLE/fashion-mnist-classifier" --overwrite
 maskgit evaluate --model fashion-mnist --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
 maskgit evaluate-editing --model fashion-mnist --out "$RESULTS/editing-fashion-mnist.json" --overwrite
 python benchmarks/schedule_ablation.py --model fashion-mnist --out benchmarks/results/schedule_ablation

@@ -83,3 +83,92 @@ def test_editing_errors(model_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["outpaint", str(big), "--model", str(model_dir), "--out", out, "--resize"]) == 2
     assert "exactly one" in capsys.readouterr().err
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """An 8x8 image, a corrupt 'PNG', a mask, and a same-named image in another folder."""
+    image = tmp_path / "a" / "x.png"
+    image.parent.mkdir()
+    save_image(torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(1)), image)
+    twin = tmp_path / "b" / "x.png"
+    twin.parent.mkdir()
+    twin.write_bytes(image.read_bytes())
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG not really")
+    mask = tmp_path / "mask.png"
+    save_image(torch.ones(1, 8, 8), mask)
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("keep me")
+    return {"image": str(image), "twin": str(twin), "corrupt": str(corrupt), "mask": str(mask),
+            "file": str(a_file), "tmp": tmp_path}
+
+
+@pytest.mark.parametrize("case,message", [
+    ("sample_out_is_a_file", "is a file"),
+    ("sample_empty_labels", "--labels is empty"),
+    ("sample_nan_temperature", "finite"),
+    ("sample_nan_guidance", "finite"),
+    ("inpaint_corrupt_image", "not a readable image"),
+    ("inpaint_corrupt_mask", "not a readable image"),
+    ("inpaint_same_names", "distinct file names"),
+    ("edit_steps_below_start", "must exceed"),
+    ("extrapolate_odd_width", "multiple of the tokenizer factor"),
+    ("extrapolate_negative_overlap", "overlap"),
+    ("train_config_is_a_directory", "not a file"),
+    ("train_config_bad_json", "not valid JSON"),
+    ("eval_tokenizer_png_out", "must name a .json file"),
+    ("classifier_exists", "exist"),
+])
+def test_bad_input_gives_a_clear_error_and_writes_nothing(model_dir, inputs, capsys, case, message):
+    tmp, model = inputs["tmp"], ["--model", str(model_dir)]
+    out = str(tmp / "out")
+    bad_json = tmp / "bad.json"
+    bad_json.write_text("{'lr': 1}")
+    (tmp / "judge").mkdir()
+    (tmp / "judge" / "classifier.json").write_text("{}")
+    argv = {
+        "sample_out_is_a_file": ["sample", *model, "--out", inputs["file"] + "/sub"],
+        "sample_empty_labels": ["sample", *model, "--labels", ",", "--out", out],
+        "sample_nan_temperature": ["sample", *model, "--temperature", "nan", "--out", out],
+        "sample_nan_guidance": ["sample", *model, "--guidance-scale", "nan", "--out", out],
+        "inpaint_corrupt_image": ["inpaint", inputs["corrupt"], "--mask", inputs["mask"], *model, "--out", out],
+        "inpaint_corrupt_mask": ["inpaint", inputs["image"], "--mask", inputs["corrupt"], *model, "--out", out],
+        "inpaint_same_names": ["inpaint", inputs["image"], inputs["twin"], "--mask", inputs["mask"], *model,
+                               "--out", out],
+        "edit_steps_below_start": ["edit", inputs["image"], "--box", "0,0,4,4", "--label", "1", "--steps", "2",
+                                   *model, "--out", out],
+        "extrapolate_odd_width": ["outpaint", inputs["image"], "--width", "33", *model, "--out", out],
+        "extrapolate_negative_overlap": ["outpaint", inputs["image"], "--width", "32", "--overlap", "-1", *model,
+                                         "--out", out],
+        "train_config_is_a_directory": ["train", "--config", str(tmp), "--tokenizer", str(model_dir), "--data",
+                                        "digits", "--out", out],
+        "train_config_bad_json": ["train", "--config", str(bad_json), "--tokenizer", str(model_dir), "--data",
+                                  "digits", "--out", out],
+        "eval_tokenizer_png_out": ["eval-tokenizer", "--tokenizer", str(model_dir), "--data", "digits",
+                                   "--out", out + ".png"],
+        "classifier_exists": ["train-classifier", "--data", "digits", "--out", str(tmp / "judge")],
+    }[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not (tmp / "out").exists()
+    assert (tmp / "judge" / "classifier.json").read_text() == "{}"
+    assert open(inputs["file"]).read() == "keep me"
+
+
+@pytest.mark.parametrize("flag,value", [("--box", "4,4,20"), ("--box", "1,2,3,4,5")])
+def test_box_needs_four_integers(model_dir, inputs, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        main(["edit", inputs["image"], flag, value, "--label", "1", "--model", str(model_dir), "--out", "x"])
+    assert "four integers" in capsys.readouterr().err
+
+
+def test_unavailable_device_is_refused_before_any_work(model_dir, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["sample", "--model", str(model_dir), "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    assert "not available" in capsys.readouterr().err
+    assert main(["sample", "--model", str(model_dir), "--device", "gpu0", "--out", str(tmp_path / "o")]) == 2
+    assert "invalid device" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

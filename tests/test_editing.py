@@ -91,3 +91,37 @@ def test_bad_editing_inputs(pipe, images):
         pipe.outpaint(images, pad=(1, 0, 0, 0))
     with pytest.raises(ValueError, match="smaller"):
         pipe.inpaint(torch.rand(1, 1, 4, 4), torch.ones(1, 1, 4, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda x: (x * 255).round().to(torch.uint8), "floats"),
+    (lambda x: x * 255, "lie in \\[0, 1\\]"),
+    (lambda x: x - 0.5, "lie in \\[0, 1\\]"),
+    (lambda x: x.masked_fill(x > 0.5, float("nan")), "lie in \\[0, 1\\]"),
+    (lambda x: x.numpy(), "torch tensor"),
+])
+def test_images_of_the_wrong_type_or_range_are_refused(pipe, images, bad, message):
+    mask = torch.ones(3, 1, 8, 8, dtype=torch.bool)
+    with pytest.raises((ValueError, TypeError), match=message):
+        pipe.inpaint(bad(images), mask)
+
+
+def test_bad_editing_geometry_is_refused(pipe, images):
+    with pytest.raises(ValueError, match="four integer"):
+        pipe.edit(images, box=(0, 0, 4), labels=[1, 1, 1])
+    with pytest.raises(ValueError, match="integer"):
+        pipe.outpaint(images, pad=(2.5, 0, 0, 0))
+    with pytest.raises(ValueError, match="several smaller steps"):
+        pipe.outpaint(images, pad=(0, 0, 400000, 400000))  # refused before allocating the canvas
+    with pytest.raises(ValueError, match="overlap"):
+        pipe.extrapolate(images, 32, overlap=4)  # the tiny grid is 4 tokens wide
+    with pytest.raises(ValueError, match="multiple of the tokenizer factor"):
+        pipe.extrapolate(images, 13)
+    with pytest.raises(ValueError, match="must exceed"):
+        pipe.edit(images, box=(0, 0, 4, 4), labels=[1, 1, 1], steps=2)
+
+
+def test_an_empty_mask_warns_and_returns_the_input(pipe, images):
+    with pytest.warns(UserWarning, match="selects no pixel"):
+        out = pipe.inpaint(images, torch.zeros(3, 1, 8, 8, dtype=torch.bool), generator=g())
+    assert torch.equal(out, images)

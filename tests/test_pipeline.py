@@ -1,5 +1,6 @@
 """The MaskGIT facade with the real (tiny, randomly initialised) tokenizer and transformer."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,28 @@ def test_bundled_fashion_mnist_model_is_deterministic():
         model.generate(["jacket"])
     with pytest.raises(ValueError, match="out of range"):
         model.generate([10])
+
+
+def test_labels_accept_one_index_or_name_and_refuse_non_integers(pipe):
+    torch.testing.assert_close(pipe.resolve_labels(3), torch.tensor([3]))
+    torch.testing.assert_close(pipe.resolve_labels("3"), torch.tensor([3]))
+    with pytest.raises(ValueError, match="integer"):
+        pipe.resolve_labels(torch.tensor([1.7, 2.2]))
+    with pytest.raises(ValueError, match="1-D"):
+        pipe.resolve_labels(torch.tensor([[1, 2]]))
+    with pytest.raises(ValueError, match="class indices or names"):
+        pipe.resolve_labels([1.5])
+    with pytest.raises(ValueError, match="finite"):
+        pipe.generate([1], temperature=float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        pipe.generate([1], guidance_scale=float("inf"))
+
+
+def test_unknown_devices_are_refused(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="invalid device"):
+        MaskGIT.from_pretrained(tmp_path, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            MaskGIT.from_pretrained(tmp_path, device="cuda")
+    assert MaskGIT.from_pretrained(Path("fashion-mnist")).class_names[0] == "T-shirt/top"

@@ -14,10 +14,30 @@ def _labels_arg(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def add_sampling_args(parser: argparse.ArgumentParser) -> None:
+def _read_config(path: Path, cls):
+    """A training config JSON file -> the typed dataclass `cls`, with errors that name the file."""
+    import json
+
+    from .config import from_dict
+
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} is not a file; pass a JSON config such as those in configs/")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"config {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config {path} must hold a JSON object of {cls.__name__} fields")
+    try:
+        return from_dict(cls, data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config {path}: {err}") from None
+
+
+def add_sampling_args(parser: argparse.ArgumentParser, steps_default: str = "the model's default, 8") -> None:
     """Decoding options shared by sampling and every editing command (None = the model's default)."""
     g = parser.add_argument_group("decoding")
-    g.add_argument("--steps", type=int, default=None, help="decoding iterations T (model default: 8)")
+    g.add_argument("--steps", type=int, default=None, help=f"decoding iterations T (default: {steps_default})")
     g.add_argument("--schedule", default=None,
                    help="mask schedule: cosine, linear, square, cubic, exponential, square-root, logarithmic, "
                         "arccos or powX (model default: cosine)")
@@ -75,12 +95,10 @@ def add_train_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    import json
-
-    from .config import TransformerTrainingConfig, from_dict
+    from .config import TransformerTrainingConfig
     from .training.transformer import train_transformer
 
-    cfg = from_dict(TransformerTrainingConfig, json.loads(args.config.read_text()))
+    cfg = _read_config(args.config, TransformerTrainingConfig)
     final = train_transformer(cfg, tokenizer_dir=args.tokenizer, data=args.data, out=args.out,
                               data_root=args.data_root, max_steps=args.max_steps)
     print(f"model saved to {final}")
@@ -147,13 +165,15 @@ def add_train_classifier_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="directory for classifier.safetensors + classifier.json")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing a classifier already in --out")
     p.set_defaults(func=run_train_classifier)
 
 
 def run_train_classifier(args: argparse.Namespace) -> None:
     from .evaluation.report import train_judge
 
-    metrics = train_judge(args.data, args.out, data_root=args.data_root, epochs=args.epochs, seed=args.seed)
+    metrics = train_judge(args.data, args.out, data_root=args.data_root, epochs=args.epochs, seed=args.seed,
+                          overwrite=args.overwrite)
     print(f"test accuracy {metrics['test_accuracy']:.4f} -> {args.out}")
 
 
@@ -162,6 +182,20 @@ def _ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _box(text: str) -> list[int]:
+    box = _ints(text)
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"--box needs four integers x0,y0,x1,y1, got {text!r}")
+    return box
+
+
+def _pad(text: str) -> list[int]:
+    pad = _ints(text)
+    if len(pad) != 4:
+        raise argparse.ArgumentTypeError(f"--pad needs four integers left,top,right,bottom, got {text!r}")
+    return pad
 
 
 def add_editing_parsers(sub) -> None:
@@ -184,12 +218,15 @@ def add_editing_parsers(sub) -> None:
             p.add_argument("--mask", required=True, help="mask image, white where content is regenerated")
             p.add_argument("--blur-radius", type=int, default=None, help="compositing blur (default: one token)")
         elif task == "outpaint":
-            p.add_argument("--pad", type=_ints, default=None, help="left,top,right,bottom pixels to add")
+            p.add_argument("--pad", type=_pad, default=None, help="left,top,right,bottom pixels to add")
             p.add_argument("--width", type=int, default=None, help="extrapolate to the right up to this width")
             p.add_argument("--overlap", type=int, default=None, help="window overlap in tokens (default: half)")
         else:
-            p.add_argument("--box", type=_ints, required=True, help="x0,y0,x1,y1 in pixels (x1, y1 exclusive)")
-        add_sampling_args(p)
+            p.add_argument("--box", type=_box, required=True, help="x0,y0,x1,y1 in pixels (x1, y1 exclusive)")
+            p.add_argument("--start-iter", type=int, default=None,
+                           help="first decoding iteration (default: 2, the official editing schedule)")
+        add_sampling_args(p, steps_default="12, the official editing schedule" if task == "edit" else
+                          "the model's default, 8")
         p.set_defaults(func=run_editing, task=task)
 
 
@@ -205,6 +242,8 @@ def run_editing(args: argparse.Namespace) -> None:
             extra["overlap"] = args.overlap
     if task == "inpaint" and args.blur_radius is not None:
         extra["blur_radius"] = args.blur_radius
+    if task == "edit" and args.start_iter is not None:
+        extra["start_iter"] = args.start_iter
     written = edit_files(args.model, task, args.images, args.out, mask=getattr(args, "mask", None),
                          box=getattr(args, "box", None), pad=getattr(args, "pad", None),
                          width=getattr(args, "width", None), labels=args.labels, resize=args.resize,
@@ -233,12 +272,10 @@ def add_train_tokenizer_parser(sub) -> None:
 
 
 def run_train_tokenizer(args: argparse.Namespace) -> None:
-    import json
-
-    from .config import TokenizerTrainingConfig, from_dict
+    from .config import TokenizerTrainingConfig
     from .training.tokenizer import train_tokenizer
 
-    cfg = from_dict(TokenizerTrainingConfig, json.loads(args.config.read_text()))
+    cfg = _read_config(args.config, TokenizerTrainingConfig)
     train_tokenizer(cfg, data=args.data, out=args.out, data_root=args.data_root, max_steps=args.max_steps,
                     progress=not args.no_progress)  # prints where the tokenizer went (main process only)
 
@@ -254,6 +291,7 @@ def add_eval_tokenizer_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="JSON file for the results (the PNG goes beside it)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing existing result files")
     p.set_defaults(func=run_eval_tokenizer)
 
 
@@ -261,7 +299,7 @@ def run_eval_tokenizer(args: argparse.Namespace) -> None:
     from .evaluation.reconstruction import evaluate_tokenizer
 
     r = evaluate_tokenizer(args.tokenizer, args.out, data=args.data, split=args.split, data_root=args.data_root,
-                           device=args.device, batch_size=args.batch_size)
+                           device=args.device, batch_size=args.batch_size, overwrite=args.overwrite)
     print(f"{r['num_images']} images: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}, codes used "
           f"{r['codes_used']}/{r['codebook_size']} ({r['usage']:.1%}), perplexity {r['perplexity']:.1f} -> {args.out}")
 
@@ -283,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        print(f"maskgit {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, OSError) as err:  # user errors; OSError: files (missing, existing, unwritable)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"maskgit {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

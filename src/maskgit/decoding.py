@@ -8,6 +8,7 @@ conditional model into such a callable with classifier-free guidance in one batc
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -42,10 +43,10 @@ def _check_args(tokens: torch.Tensor, steps: int, start_iter: int, temperature: 
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not 0 <= start_iter < steps:
         raise ValueError(f"start_iter must be in [0, steps) = [0, {steps}), got {start_iter}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if choice_temperature < 0:
-        raise ValueError(f"choice_temperature must be >= 0, got {choice_temperature}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if not math.isfinite(choice_temperature) or choice_temperature < 0:
+        raise ValueError(f"choice_temperature must be a finite number >= 0, got {choice_temperature}")
 
 
 @torch.no_grad()
@@ -148,6 +149,8 @@ def guided_logits_fn(
         A `tokens -> logits` callable; with guidance it runs one forward pass on a 2B batch.
     """
     guidance_scale_at(guidance_scale, guidance_schedule, torch.zeros(1))  # validate the schedule name
+    if not math.isfinite(guidance_scale):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
     if guidance_scale == 0:
         return lambda tokens: model_fn(tokens, labels)
     if null_label is None:

@@ -9,15 +9,29 @@ the tokens already decided.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 EDIT_STEPS, EDIT_START_ITER = 12, 2  # official editing recipe: 12 iterations, starting at iteration 2
 
 
-def check_images(images: torch.Tensor, channels: int, factor: int) -> None:
+def check_images(images: torch.Tensor, channels: int, factor: int, device: torch.device | None = None) -> None:
+    """Editing inputs: a (B, channels, H, W) float tensor in [0, 1] on the model's device, H and W multiples of
+    the tokenizer factor."""
+    if not torch.is_tensor(images):
+        raise TypeError(f"images must be a torch tensor (B, {channels}, H, W), got {type(images).__name__}; "
+                        f"convert with torch.as_tensor(...).float() / 255 for uint8 arrays")
     if images.dim() != 4 or images.shape[1] != channels:
         raise ValueError(f"images must be (B, {channels}, H, W) floats in [0, 1], got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floats in [0, 1], got {images.dtype}; divide uint8 images by 255")
+    if images.numel() and not (images.min() >= 0 and images.max() <= 1):  # also catches NaN
+        raise ValueError(f"images must lie in [0, 1], got values in [{float(images.min()):.3g}, "
+                         f"{float(images.max()):.3g}]; rescale them (e.g. (x + 1) / 2 for [-1, 1] images)")
+    if device is not None and images.device != device:
+        raise ValueError(f"images are on {images.device} but the model is on {device}; move them with .to()")
     if images.shape[-2] % factor or images.shape[-1] % factor:
         raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of the tokenizer's factor "
                          f"{factor}; resize or crop it (e.g. maskgit.images.load_image(..., size=...))")
@@ -84,6 +98,9 @@ def fill_canvas(pipe, tokens: torch.Tensor, labels: torch.Tensor | None, *, over
     g = pipe.transformer.config.grid_size
     mask_id = pipe.transformer.config.mask_id
     overlap = g // 2 if overlap is None else overlap
+    if not isinstance(overlap, int) or not 0 <= overlap < g:
+        raise ValueError(f"overlap must be an integer number of tokens in [0, {g}) (the window is {g} tokens), "
+                         f"got {overlap!r}")
     canvas = tokens.clone()
     windows = [(y, x) for y in window_origins(canvas.shape[1], g, overlap)
                for x in window_origins(canvas.shape[2], g, overlap)]
@@ -122,12 +139,17 @@ def edit_region(pipe, images: torch.Tensor, pixel_mask: torch.Tensor, labels=Non
     """
     tcfg = pipe.tokenizer.config
     f = tcfg.downsample_factor
-    check_images(images, tcfg.in_channels, f)
+    check_images(images, tcfg.in_channels, f, pipe.device)
+    if not torch.is_tensor(pixel_mask):
+        raise TypeError(f"mask must be a bool tensor (B, 1, H, W), got {type(pixel_mask).__name__}")
     if pixel_mask.dim() != 4 or pixel_mask.shape[1] != 1 or pixel_mask.shape[-2:] != images.shape[-2:] \
             or pixel_mask.shape[0] not in (1, images.shape[0]):
         raise ValueError(f"mask must be (B, 1, H, W) = ({images.shape[0]}, 1, {images.shape[2]}, {images.shape[3]}) "
                          f"bool, True where content is regenerated; got {tuple(pixel_mask.shape)}")
     pixel_mask = pixel_mask.to(images.device).bool().expand(images.shape[0], -1, -1, -1)
+    if not pixel_mask.any():
+        warnings.warn("the mask selects no pixel: the images are returned unchanged (True = regenerate)",
+                      stacklevel=3)
     labels = _labels_or_null(pipe, labels, images.shape[0])
     unknown = pixel_to_token_mask(pixel_mask, f, dilate)
     tokens = pipe.tokenizer.encode(images).masked_fill(unknown, pipe.transformer.config.mask_id)
@@ -139,6 +161,8 @@ def edit_region(pipe, images: torch.Tensor, pixel_mask: torch.Tensor, labels=Non
 
 def box_mask(images: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
     """(B, 1, H, W) bool mask of the pixel box (x0, y0, x1, y1), x1/y1 exclusive; validated."""
+    if len(box) != 4 or any(int(v) != v for v in box):
+        raise ValueError(f"box must be four integer pixel coordinates (x0, y0, x1, y1), got {box}")
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = images.shape[-2:]
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
@@ -149,15 +173,23 @@ def box_mask(images: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tens
     return mask
 
 
+MAX_CANVAS_SCALE = 64  # an outpainted canvas holds at most this many times the input's pixels
+
+
 def pad_canvas(images: torch.Tensor, pad: tuple[int, int, int, int], factor: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Grow (B, C, H, W) by pad = (left, top, right, bottom) pixels, each a multiple of `factor`.
 
     Returns the grown canvas (new area filled with 0.5) and its (B, 1, H', W') mask of the new area.
     """
-    if len(pad) != 4 or any(int(p) < 0 or int(p) % factor for p in pad):
-        raise ValueError(f"pad must be 4 non-negative multiples of the tokenizer factor {factor} "
+    if not isinstance(pad, (tuple, list)) or len(pad) != 4 or any(int(p) != p or p < 0 or int(p) % factor
+                                                                  for p in pad):
+        raise ValueError(f"pad must be 4 non-negative integer multiples of the tokenizer factor {factor} "
                          f"(left, top, right, bottom), got {pad}")
     left, top, right, bottom = (int(p) for p in pad)
+    h, w = images.shape[-2:]
+    if (h + top + bottom) * (w + left + right) > MAX_CANVAS_SCALE * h * w:
+        raise ValueError(f"pad {tuple(pad)} grows the {w}x{h} images more than {MAX_CANVAS_SCALE}-fold in area; "
+                         f"outpaint in several smaller steps")
     canvas = F.pad(images, (left, right, top, bottom), value=0.5)
     mask = torch.ones(images.shape[0], 1, *canvas.shape[-2:], dtype=torch.bool, device=images.device)
     mask[..., top:top + images.shape[-2], left:left + images.shape[-1]] = False

@@ -16,15 +16,13 @@ import torch.nn.functional as F
 from .atomic import write_json_atomic
 from .config import to_dict
 from .images import load_image, save_image
-from .sampling import check_writable
+from .outputs import check_writable
 
 
 def load_inputs(paths: Sequence[str | Path], channels: int, size: int, resize: bool) -> torch.Tensor:
     """Image files -> (B, C, size, size) in [0, 1]; a file of another size is resized or refused."""
     images = []
     for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"input image {path} does not exist")
         image = load_image(path, channels=channels)
         if image.shape[-2:] != (size, size):
             if not resize:

@@ -62,8 +62,13 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
     """Read any image file PIL understands -> (channels, H, W) float in [0, 1] (channels 1 or 3)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        array = np.asarray(image, dtype=np.uint8)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"image {path} does not exist (or is not a file)")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: unidentified, truncated or malformed files
+        raise ValueError(f"{path} is not a readable image file ({err}); re-export it as PNG or JPEG") from None
     tensor = torch.from_numpy(array.copy()).float() / 255.0
     return tensor[None] if channels == 1 else tensor.permute(2, 0, 1).contiguous()

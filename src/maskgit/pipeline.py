@@ -31,6 +31,21 @@ TRANSFORMER_WEIGHTS = "transformer.safetensors"
 Labels = torch.Tensor | Sequence[int | str] | None
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists on this machine, or a clear error."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"invalid device {device!r} ({err}); use cpu, cuda, cuda:1, mps ...") from None
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ValueError(f"device {device} is not available ({found} CUDA device(s) here); use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps is not available on this machine; use --device cpu")
+    return device
+
+
 def bundled_models() -> list[str]:
     """Names accepted by `MaskGIT.from_pretrained` without a path (shipped inside the package)."""
     if not PRETRAINED_DIR.is_dir():
@@ -80,10 +95,11 @@ class MaskGIT(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu") -> "MaskGIT":
         """Load a bundled model by name (see `bundled_models()`) or a directory from `save_pretrained`."""
+        device = resolve_device(device)
         directory = Path(name_or_path)
         if not (directory / CONFIG_NAME).is_file():
-            if isinstance(name_or_path, str) and (PRETRAINED_DIR / name_or_path / CONFIG_NAME).is_file():
-                directory = PRETRAINED_DIR / name_or_path
+            if str(name_or_path) in bundled_models():
+                directory = PRETRAINED_DIR / str(name_or_path)
             else:
                 raise FileNotFoundError(
                     f"{str(name_or_path)!r} is neither a bundled model ({bundled_models() or 'none installed'}) "
@@ -108,8 +124,13 @@ class MaskGIT(nn.Module):
             return None
         if num_classes == 0:
             raise ValueError("this model is unconditional: pass labels=None")
+        if isinstance(labels, (int, str)):
+            labels = [labels]
         if not torch.is_tensor(labels):
             labels = torch.tensor([self._class_index(x) for x in labels], dtype=torch.long)
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.dim() > 1:
+            raise ValueError(f"labels must be a 1-D integer tensor of class indices, got {labels.dtype} of shape "
+                             f"{tuple(labels.shape)}")
         labels = labels.to(self.device, torch.long).reshape(-1)
         bad = labels[(labels < 0) | (labels >= num_classes)]
         if bad.numel():
@@ -124,6 +145,8 @@ class MaskGIT(nn.Module):
             if label.lower() not in lowered:
                 raise ValueError(f"unknown class name {label!r}; known names: {list(self.class_names) or 'none'}")
             return lowered.index(label.lower())
+        if isinstance(label, bool) or not isinstance(label, (int, str)) and not hasattr(label, "__index__"):
+            raise ValueError(f"labels must be class indices or names, got {label!r}")
         return int(label)
 
     def fill_tokens(self, tokens: torch.Tensor, labels: torch.Tensor | None, *, steps: int | None = None,
@@ -209,8 +232,10 @@ class MaskGIT(nn.Module):
     def extrapolate(self, images: torch.Tensor, width: int, labels: Labels = None, **sampling) -> torch.Tensor:
         """Extend images to the right up to `width` pixels (the paper's panoramas), window by window."""
         extra = width - images.shape[-1]
-        if extra <= 0:
-            raise ValueError(f"width {width} must exceed the image width {images.shape[-1]}")
+        f = self.tokenizer.config.downsample_factor
+        if extra <= 0 or extra % f:
+            raise ValueError(f"width {width} must exceed the image width {images.shape[-1]} by a multiple of the "
+                             f"tokenizer factor {f} (e.g. {images.shape[-1] + f * max(1, -(-extra // f))})")
         return self.outpaint(images, (0, 0, extra, 0), labels, **sampling)
 
     def edit(self, images: torch.Tensor, box: tuple[int, int, int, int], labels: Labels, *,
@@ -218,6 +243,9 @@ class MaskGIT(nn.Module):
              start_iter: int = editing.EDIT_START_ITER, **sampling) -> torch.Tensor:
         """Class-conditional editing: regenerate the pixel box (x0, y0, x1, y1), grown by one token,
         with the target class `labels`; official schedule: 12 steps starting at iteration 2."""
+        if steps <= start_iter:
+            raise ValueError(f"edits start decoding at iteration {start_iter} (the official editing schedule), so "
+                             f"steps must exceed it, got steps={steps}; pass start_iter=0 to decode from scratch")
         mask = editing.box_mask(images, box)
         return editing.edit_region(self, images, mask, labels, dilate=1, blur_radius=blur_radius, steps=steps,
                                    start_iter=start_iter, **sampling)

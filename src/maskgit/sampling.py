@@ -14,14 +14,7 @@ import torch
 from .atomic import write_json_atomic
 from .config import to_dict
 from .images import save_grid, save_image
-
-
-def check_writable(paths: Sequence[Path], overwrite: bool) -> None:
-    """Refuse to replace existing files unless `overwrite` (nothing is written before this check)."""
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{len(existing)} output file(s) exist already (first: {existing[0]}); "
-                              f"choose another output directory or pass --overwrite")
+from .outputs import check_writable
 
 
 def sample_to_directory(model: str, out: str | Path, *, labels: Sequence[str] | None = None, num_per_label: int = 1,
@@ -36,6 +29,8 @@ def sample_to_directory(model: str, out: str | Path, *, labels: Sequence[str] | 
         raise ValueError(f"--num must be >= 1, got {num_per_label}")
     if labels is None:
         labels = [str(c) for c in range(num_classes)] if num_classes else None
+    if labels is not None and not labels:
+        raise ValueError("--labels is empty; give class indices or names, e.g. 0,3,7 or sneaker,bag")
     label_ids = pipe.resolve_labels(labels) if labels is not None else None
     if label_ids is not None:
         label_ids = label_ids.repeat_interleave(num_per_label)

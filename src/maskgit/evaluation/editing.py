@@ -38,12 +38,13 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
                      batch_size: int = 100, device: str = "cpu", overwrite: bool = False, **sampling) -> dict:
     """Run both editing benchmarks on the first test images; write JSON and a PNG of examples."""
     from ..images import save_grid
+    from ..outputs import result_paths
     from ..pipeline import MaskGIT
-    from ..sampling import check_writable
     from .report import dataset_tensors, resolve_classifier
 
-    out = Path(out)
-    check_writable([out, out.with_suffix(".png")], overwrite)
+    out, _ = result_paths(out, overwrite, inputs=[model])
+    if num_inpaint < 1 or num_edit < 1:
+        raise ValueError(f"--num-inpaint and --num-edit must be >= 1, got {num_inpaint} and {num_edit}")
     start = time.time()
     pipe = MaskGIT.from_pretrained(model, device=device)
     judge = load_classifier(resolve_classifier(classifier))
@@ -60,8 +61,9 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
     _, feat_real = predict(judge, test_x[order[num_inpaint:num_inpaint + 5000]])
 
     ex, ey = test_x[order[:num_edit]], test_y[order[:num_edit]]
-    offset = torch.randint(1, 10, (num_edit,), generator=torch.Generator().manual_seed(seed + 1))
-    targets = (ey + offset) % 10  # a class other than the original
+    num_classes = pipe.transformer.config.num_classes
+    offset = torch.randint(1, num_classes, (num_edit,), generator=torch.Generator().manual_seed(seed + 1))
+    targets = (ey + offset) % num_classes  # a class other than the original
     h, w = ex.shape[-2:]
     edited = _batched(lambda im, t: pipe.edit(im.to(pipe.device), (0, 0, w, h), t.to(pipe.device), generator=g,
                                               **sampling).cpu(), ex, targets, batch_size=batch_size, desc="edit")

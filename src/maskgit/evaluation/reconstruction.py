@@ -91,19 +91,22 @@ def comparison_images(tokenizer, dataset: Dataset, num: int = 64) -> tuple[torch
 
 def evaluate_tokenizer(tokenizer_dir: str | Path, out: str | Path, *, data: str = "fashion-mnist",
                        split: str = "test", data_root: str | None = None, device: str = "cpu",
-                       batch_size: int = 500, num_shown: int = 64) -> dict:
+                       batch_size: int = 500, num_shown: int = 64, overwrite: bool = False) -> dict:
     """Metrics of a saved tokenizer on `split`, written to `out` (JSON) with `out` .png beside it."""
     from ..atomic import write_json_atomic
     from ..config import to_dict
     from ..data import build_dataset
+    from ..outputs import result_paths
     from ..vq import load_tokenizer
 
+    out, png_path = result_paths(out, overwrite, inputs=[tokenizer_dir])
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     tokenizer = load_tokenizer(tokenizer_dir, device)
     cfg = tokenizer.config
     dataset = build_dataset(data, split, cfg.image_size, root=data_root, channels=cfg.in_channels)
     metrics = reconstruction_metrics(tokenizer, dataset, batch_size)
-    out = Path(out)
-    png = save_comparison(*comparison_images(tokenizer, dataset, num_shown), out.with_suffix(".png"))
+    png = save_comparison(*comparison_images(tokenizer, dataset, num_shown), png_path)
     result = {"tokenizer": str(tokenizer_dir), "data": data, "split": split, **metrics,
               "comparison_png": png.name, "tokenizer_config": to_dict(cfg)}
     write_json_atomic(out, result)

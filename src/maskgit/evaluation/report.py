@@ -39,8 +39,14 @@ def resolve_classifier(name_or_path: str | Path) -> Path:
 
 
 def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epochs: int = 8, batch_size: int = 128,
-                seed: int = 0) -> dict:
+                seed: int = 0, overwrite: bool = False) -> dict:
     """Train the judge classifier on the train split and report its test accuracy."""
+    from ..outputs import check_output_dir, check_writable
+
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    out = check_output_dir(out)
+    check_writable([out / "classifier.safetensors", out / "classifier.json"], overwrite)
     start = time.time()
     train_x, train_y = dataset_tensors(data, "trainval", data_root)
     test_x, test_y = dataset_tensors(data, "test", data_root)
@@ -60,12 +66,12 @@ def evaluate_model(model: str, classifier: str, out: str | Path, *, data: str = 
                    overwrite: bool = False, **sampling) -> dict:
     """Generate `num_per_class` images per class and score them against the real test split."""
     from ..images import save_grid
+    from ..outputs import result_paths
     from ..pipeline import MaskGIT
-    from ..sampling import check_writable
 
-    out = Path(out)
-    grid_path = out.with_suffix(".png")
-    check_writable([out, grid_path], overwrite)
+    out, grid_path = result_paths(out, overwrite, inputs=[model])
+    if num_per_class < 1:
+        raise ValueError(f"--num-per-class must be >= 1, got {num_per_class}")
     start = time.time()
     pipe = MaskGIT.from_pretrained(model, device=device)
     judge = load_classifier(resolve_classifier(classifier))
