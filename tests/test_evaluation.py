@@ -49,3 +49,16 @@ def test_evaluate_editing(setup):
 def test_centre_mask():
     m = centre_mask(torch.zeros(2, 1, 28, 28))
     assert int(m[0].sum()) == 14 * 14 and m[0, 0, 7:21, 7:21].all()
+
+
+def test_a_judge_for_other_images_or_bad_counts_are_refused_before_work(setup):
+    root, model, _ = setup
+    with pytest.raises(ValueError, match="train-classifier"):  # the bundled judge takes 28x28, the model makes 8x8
+        evaluate_model(str(model), "fashion-mnist-classifier", root / "x.json", data="digits", num_per_class=1)
+    with pytest.raises(ValueError, match="num-per-class"):
+        evaluate_model(str(model), str(root / "judge"), root / "x.json", data="digits", num_per_class=0)
+    with pytest.raises(ValueError, match="num-inpaint"):
+        evaluate_editing(str(model), str(root / "judge"), root / "x.json", data="digits", num_inpaint=0)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train_judge("digits", root / "judge", epochs=1)
+    assert not (root / "x.json").exists() and not (root / "x.png").exists()

@@ -243,6 +243,8 @@ class MaskGIT(nn.Module):
              start_iter: int = editing.EDIT_START_ITER, **sampling) -> torch.Tensor:
         """Class-conditional editing: regenerate the pixel box (x0, y0, x1, y1), grown by one token,
         with the target class `labels`; official schedule: 12 steps starting at iteration 2."""
+        if labels is None:
+            raise ValueError("class-conditional editing needs the target class: pass labels")
         if steps <= start_iter:
             raise ValueError(f"edits start decoding at iteration {start_iter} (the official editing schedule), so "
                              f"steps must exceed it, got steps={steps}; pass start_iter=0 to decode from scratch")

@@ -38,6 +38,20 @@ def resolve_classifier(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"no classifier at {name_or_path!r}; train one with `maskgit train-classifier --out DIR`")
 
 
+def load_judge(classifier: str | Path, pipe, data: str):
+    """The judge classifier, checked against the model's images and the number of classes it scores."""
+    judge = load_classifier(resolve_classifier(classifier))
+    jc, tc = judge.config, pipe.tokenizer.config
+    if (jc.in_channels, jc.image_size) != (tc.in_channels, tc.image_size):
+        raise ValueError(f"the judge {classifier!r} takes {jc.in_channels}x{jc.image_size}x{jc.image_size} images "
+                         f"but the model makes {tc.in_channels}x{tc.image_size}x{tc.image_size}; train a judge on "
+                         f"this data with `maskgit train-classifier --data {data} --out DIR` and pass --classifier DIR")
+    if jc.num_classes != pipe.transformer.config.num_classes:
+        raise ValueError(f"the judge {classifier!r} scores {jc.num_classes} classes but the model has "
+                         f"{pipe.transformer.config.num_classes}; train a judge on the model's data")
+    return judge
+
+
 def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epochs: int = 8, batch_size: int = 128,
                 seed: int = 0, overwrite: bool = False) -> dict:
     """Train the judge classifier on the train split and report its test accuracy."""
@@ -74,7 +88,7 @@ def evaluate_model(model: str, classifier: str, out: str | Path, *, data: str = 
         raise ValueError(f"--num-per-class must be >= 1, got {num_per_class}")
     start = time.time()
     pipe = MaskGIT.from_pretrained(model, device=device)
-    judge = load_classifier(resolve_classifier(classifier))
+    judge = load_judge(classifier, pipe, data)
     train_x, _ = dataset_tensors(data, "trainval", data_root)
     test_x, test_y = dataset_tensors(data, "test", data_root)
     baseline = real_baseline(judge, train_x, test_x, test_y, seed=seed)
