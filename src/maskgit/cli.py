@@ -212,7 +212,9 @@ def add_editing_parsers(sub) -> None:
         p.add_argument("--out", type=Path, required=True, help="output directory")
         p.add_argument("--label", dest="labels", type=_labels_arg, default=None,
                        help="class index or name (one, or one per image); default for inpaint/outpaint: none")
-        p.add_argument("--resize", action="store_true", help="resize inputs of another size to the model's size")
+        p.add_argument("--resize", action="store_true",
+                       help="resize inputs of another size to the model's square size (non-square inputs are "
+                            "stretched; crop them first to keep proportions)")
         p.add_argument("--overwrite", action="store_true")
         if task == "inpaint":
             p.add_argument("--mask", required=True, help="mask image, white where content is regenerated")
