@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from maskgit.config import TransformerTrainingConfig, from_dict, to_dict
 from maskgit.training.checkpoint import (
+    check_resume,
     flatten_state,
     latest_checkpoint,
     load_training_state,
@@ -144,3 +146,34 @@ def test_kill_while_deleting_a_checkpoint_leaves_no_partial_one_under_a_final_na
     # The next save sweeps the leftovers of the killed delete.
     save_training_state(tmp_path, 4, modules={"model": model}, optimizers={"opt": opt}, keep=2)
     assert not list(tmp_path.glob(".step_*"))
+
+
+def test_check_resume_refuses_other_settings_and_names_them(tmp_path):
+    cfg = from_dict(TransformerTrainingConfig, {"max_steps": 10, "transformer": {"hidden_size": 64}})
+    ckpt = save_training_state(tmp_path / "run" / "checkpoints", 2, modules={"model": trained()[0]},
+                               config=to_dict(cfg), extra={"data": "abc"})
+    check_resume(ckpt, cfg, identity={"data": "abc"})
+    # Logging and checkpointing cadence may change; identities the checkpoint lacks are not compared.
+    check_resume(ckpt, from_dict(TransformerTrainingConfig, {**to_dict(cfg), "log_every": 1, "sample_every": 0,
+                                                             "checkpoint_every": 1}), identity={"other": 1})
+    changed = from_dict(TransformerTrainingConfig, {**to_dict(cfg), "lr": 0.5,
+                                                    "transformer": {**to_dict(cfg.transformer), "hidden_size": 32}})
+    with pytest.raises(ValueError) as err:
+        check_resume(ckpt, changed)
+    message = str(err.value)
+    assert "lr: 0.0001 in the checkpoint, 0.5 now" in message and "transformer.hidden_size: 64" in message
+    assert "new --out" in message and str(tmp_path / "run") in message and "max_steps cannot" not in message
+    with pytest.raises(ValueError, match="max_steps cannot change on resume.*learning-rate schedule"):
+        check_resume(ckpt, from_dict(TransformerTrainingConfig, {**to_dict(cfg), "max_steps": 20}))
+    with pytest.raises(ValueError, match="data: 'abc' in the checkpoint, 'xyz' now"):
+        check_resume(ckpt, cfg, identity={"data": "xyz"})
+
+
+def test_check_resume_fills_fields_missing_from_older_checkpoints(tmp_path):
+    cfg = TransformerTrainingConfig()
+    old = to_dict(cfg)
+    del old["num_workers"], old["hflip"]  # written before these fields existed; defaults apply
+    ckpt = save_training_state(tmp_path, 1, modules={"model": trained()[0]}, config=old)
+    check_resume(ckpt, cfg)
+    with pytest.raises(ValueError, match="hflip: False in the checkpoint, True now"):
+        check_resume(ckpt, from_dict(TransformerTrainingConfig, {"hflip": True}))

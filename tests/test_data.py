@@ -13,6 +13,7 @@ from maskgit.data import (
     EpochBatchSampler,
     augment,
     build_dataset,
+    dataset_fingerprint,
     load_fashion_mnist,
     read_idx,
     split_indices,
@@ -39,6 +40,23 @@ def test_idx_reader_round_trip_and_truncation(tmp_path):
         fh.write(data)
     with pytest.raises(ValueError, match="truncated"):
         read_idx(tmp_path / "bad.gz")
+
+
+@pytest.mark.parametrize("content", [b"", b"not gzip at all", b"\x1f\x8b\x08\x00broken", "empty-gzip",
+                                     "short-header", "cut-stream"])
+def test_corrupt_or_empty_idx_files_name_the_file_and_how_to_get_it_again(tmp_path, content):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    if content == "empty-gzip":
+        content = gzip.compress(b"")
+    elif content == "short-header":
+        content = gzip.compress(struct.pack(">HBB", 0, 0x08, 3) + b"\x00\x00")  # dims cut short
+    elif content == "cut-stream":
+        content = gzip.compress(bytes(1000))[:-12]  # gzip stream without its end
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="corrupt or truncated") as err:
+        read_idx(path)
+    assert str(path) in str(err.value) and "apt-get install dataset-fashion-mnist" in str(err.value)
+    assert "fashion-mnist.s3" in str(err.value)
 
 
 def test_missing_fashion_mnist_names_the_package_and_download(tmp_path):
@@ -100,6 +118,49 @@ def test_image_folder(tmp_path):
     assert grey[0][0].shape == (1, 8, 8)
     with pytest.raises(FileNotFoundError, match="fashion-mnist"):
         build_dataset(str(tmp_path / "nope"), "train", image_size=8)
+
+
+def _image_folder(root, per_class: int, classes=("cats", "dogs")):
+    for c, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (12, 12), (40 * i, 100 * c, 0)).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_image_folder_with_a_corrupt_file_names_it(tmp_path):
+    _image_folder(tmp_path, 5)
+    broken = tmp_path / "dogs" / "2.png"
+    broken.write_bytes(b"\x89PNG not really")
+    dataset = build_dataset(str(tmp_path), "trainval", image_size=8)
+    with pytest.raises(ValueError, match="remove or fix it") as err:
+        [dataset[i] for i in range(len(dataset))]
+    assert f"cannot read image {broken}" in str(err.value)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_image_folder_too_small_for_the_split_says_how_many_are_needed(tmp_path, count):
+    (tmp_path / "cats").mkdir()
+    for i in range(count):
+        Image.new("RGB", (12, 12)).save(tmp_path / "cats" / f"{i}.png")
+    with pytest.raises(ValueError, match=f"holds {count} image\\(s\\), too few for the train/val/test split; "
+                                         f"need at least 3"):
+        build_dataset(str(tmp_path), "train", image_size=8)
+    Image.new("RGB", (12, 12)).save(tmp_path / "cats" / "extra.png")
+    Image.new("RGB", (12, 12)).save(tmp_path / "cats" / "extra2.png")
+    assert len(build_dataset(str(tmp_path), "train", image_size=8)) >= 1
+
+
+def test_dataset_fingerprint_follows_contents_not_just_size(tmp_path):
+    a, b = build_dataset("digits", "val"), build_dataset("digits", "test")
+    assert len(a) == len(b) and dataset_fingerprint(a) != dataset_fingerprint(b)
+    assert dataset_fingerprint(a) == dataset_fingerprint(build_dataset("digits", "val"))
+    assert dataset_fingerprint(a) != dataset_fingerprint(build_dataset("digits", "val", image_size=16))
+    folder = build_dataset(str(_image_folder(tmp_path, 5)), "train", image_size=8)
+    before = dataset_fingerprint(folder)
+    assert before != dataset_fingerprint(build_dataset(str(tmp_path), "train", image_size=8, channels=1))
+    Image.new("RGB", (16, 16)).save(folder.files[0])  # replaced in place: same name, other image
+    assert dataset_fingerprint(build_dataset(str(tmp_path), "train", image_size=8)) != before
 
 
 def test_epoch_batch_sampler_resumes_and_shards():

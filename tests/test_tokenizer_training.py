@@ -40,8 +40,8 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_two_step_smoke_run_and_resume_with_identical_optimizer_state(tmp_path):
-    cfg = smoke_config(max_steps=2)
-    final = train_tokenizer(cfg, data="digits", out=tmp_path, progress=False)
+    cfg = smoke_config(max_steps=3)
+    final = train_tokenizer(cfg, data="digits", out=tmp_path, max_steps=2, progress=False)
     rows = read_metrics(tmp_path / "metrics.csv")
     assert [int(r["step"]) for r in rows] == [1, 2]
     for key in ("loss", "rec", "commit", "usage", "perplexity"):
@@ -49,7 +49,7 @@ def test_two_step_smoke_run_and_resume_with_identical_optimizer_state(tmp_path):
     tokenizer = load_tokenizer(final)
     assert tokenizer.encode(torch.rand(1, 1, 8, 8)).shape == (1, 4, 4)
     assert (tmp_path / "samples" / "step_0000002.png").is_file()
-    assert json.loads((tmp_path / "train_config.json").read_text())["max_steps"] == 2
+    assert json.loads((tmp_path / "train_config.json").read_text())["max_steps"] == 3
 
     # The checkpoint restores the step, the weights and the optimizer state exactly.
     ckpt = latest_checkpoint(tmp_path / "checkpoints")
@@ -57,7 +57,7 @@ def test_two_step_smoke_run_and_resume_with_identical_optimizer_state(tmp_path):
     model, usage = VQGAN(cfg.tokenizer), CodeUsage(cfg.tokenizer.codebook_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     state = load_training_state(ckpt, modules={"tokenizer": model, "usage": usage}, optimizers={"tokenizer": optimizer})
-    assert state["step"] == 2 and state["config"]["max_steps"] == 2
+    assert state["step"] == 2 and state["config"]["max_steps"] == 3
     for p, q in zip(model.parameters(), tokenizer.parameters()):
         assert torch.equal(p, q)
     opt_state = optimizer.state_dict()
@@ -65,8 +65,8 @@ def test_two_step_smoke_run_and_resume_with_identical_optimizer_state(tmp_path):
     assert all(float(s["step"]) == 2 for s in opt_state["state"].values())
     assert opt_state["param_groups"][0]["betas"] == tuple(cfg.betas)
 
-    # Re-running the same command resumes at step 2 instead of starting over.
-    train_tokenizer(smoke_config(max_steps=3), data="digits", out=tmp_path, progress=False)
+    # Re-running with the same config resumes at step 2 instead of starting over.
+    train_tokenizer(cfg, data="digits", out=tmp_path, progress=False)
     assert [int(r["step"]) for r in read_metrics(tmp_path / "metrics.csv")] == [1, 2, 3]
 
 
@@ -79,6 +79,33 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
         assert_same_weights(tmp_path / "a" / "checkpoints" / "step_00000006" / f"{name}.safetensors",
                             tmp_path / "b" / "checkpoints" / "step_00000006" / f"{name}.safetensors")
     assert len(read_metrics(tmp_path / "b" / "metrics.csv")) == 6
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tokenizer": {**json.loads(SMOKE.read_text())["tokenizer"], "image_size": 10}},
+     "tokenizer.image_size: 8 in the checkpoint, 10 now"),
+    ({"lr": 0.5}, "lr: 0.001 in the checkpoint, 0.5 now"),
+    ({"max_steps": 4}, "max_steps cannot change on resume"),
+])
+def test_resume_with_other_settings_is_refused_and_keeps_the_run(tmp_path, change, message):
+    train_tokenizer(smoke_config(max_steps=2), data="digits", out=tmp_path, progress=False)
+    saved = {p: p.read_bytes() for p in (tmp_path / "train_config.json", tmp_path / "final" / "tokenizer.json",
+                                         tmp_path / "final" / "tokenizer.safetensors")}
+    with pytest.raises(ValueError, match="new --out") as err:
+        train_tokenizer(smoke_config(**{"max_steps": 2, **change}), data="digits", out=tmp_path, progress=False)
+    assert message in str(err.value)
+    assert all(p.read_bytes() == data for p, data in saved.items())
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step_00000002"
+    # Logging, sampling and checkpoint cadence may differ: the same run resumes (here: it is already done).
+    train_tokenizer(smoke_config(max_steps=2, log_every=5, sample_every=0, checkpoint_every=7), data="digits",
+                    out=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("max_steps", [0, -1])
+def test_max_steps_below_one_is_refused_before_anything_runs(tmp_path, max_steps):
+    with pytest.raises(ValueError, match=f"--max-steps must be >= 1, got {max_steps}"):
+        train_tokenizer(smoke_config(), data="digits", out=tmp_path / "run", max_steps=max_steps, progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("kind", ["stylegan", "patchgan"])

@@ -1,12 +1,16 @@
 """MVTM training of the transformer on digits with a real (tiny) tokenizer: smoke run and exact resume."""
+import dataclasses
 import json
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from maskgit import MaskGIT
 from maskgit.config import TOKENIZER_PRESETS, TransformerTrainingConfig, from_dict
+from maskgit.data import build_dataset
+from maskgit.training.token_cache import cached_tokens
 from maskgit.training.transformer import lr_at, train_transformer
 from maskgit.vq import VQGAN, save_tokenizer
 
@@ -54,6 +58,91 @@ def test_resume_reproduces_uninterrupted_run(tokenizer_dir, tmp_path):
             assert torch.equal(a[k], b[k]), (name, k)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 0.5}, "lr: 0.001 in the checkpoint, 0.5 now"),
+    ({"max_steps": 4}, "max_steps cannot change on resume"),
+    ({"transformer": {**json.loads(open(SMOKE).read())["transformer"], "dropout": 0.0}},
+     "transformer.dropout: 0.1 in the checkpoint, 0.0 now"),
+])
+def test_resume_with_other_settings_is_refused_and_keeps_the_run(tokenizer_dir, tmp_path, change, message):
+    train_transformer(smoke_config(max_steps=2), tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path,
+                      progress=False)
+    saved = {p: p.read_bytes() for p in [tmp_path / "train_config.json", *(tmp_path / "final").iterdir()]}
+    with pytest.raises(ValueError, match="new --out") as err:
+        train_transformer(smoke_config(**{"max_steps": 2, **change}), tokenizer_dir=tokenizer_dir, data="digits",
+                          out=tmp_path, progress=False)
+    assert message in str(err.value)
+    assert all(p.read_bytes() == data for p, data in saved.items())
+    # Logging and checkpoint cadence may differ: the same run resumes (here: it is already done).
+    train_transformer(smoke_config(max_steps=2, log_every=3, checkpoint_every=5), tokenizer_dir=tokenizer_dir,
+                      data="digits", out=tmp_path, progress=False)
+
+
+def test_resume_with_another_tokenizer_is_refused(tokenizer_dir, tmp_path):
+    train_transformer(smoke_config(max_steps=1), tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path,
+                      progress=False)
+    torch.manual_seed(1)
+    other = save_tokenizer(VQGAN(TOKENIZER_PRESETS["tiny"]), tmp_path / "other-tokenizer")
+    with pytest.raises(ValueError, match="tokenizer: '[0-9a-f]+' in the checkpoint"):
+        train_transformer(smoke_config(max_steps=1), tokenizer_dir=other, data="digits", out=tmp_path,
+                          progress=False)
+
+
+@pytest.mark.parametrize("max_steps", [0, -1])
+def test_max_steps_below_one_is_refused_before_anything_runs(tokenizer_dir, tmp_path, max_steps):
+    with pytest.raises(ValueError, match=f"--max-steps must be >= 1, got {max_steps}"):
+        train_transformer(smoke_config(), tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path / "run",
+                          max_steps=max_steps, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"transformer": {**json.loads(open(SMOKE).read())["transformer"], "codebook_size": 32}},
+     "the tokenizer does not fit the transformer config: tokenizer has 16 codes but the transformer expects 32"),
+    ({"transformer": {**json.loads(open(SMOKE).read())["transformer"], "grid_size": 2}},
+     "tokenizer makes a 4x4 grid but the transformer expects 2x2"),
+    ({"sampling": {"schedule": "bogus"}}, "sampling.schedule: unknown mask schedule 'bogus'"),
+    ({"sampling": {"guidance_schedule": "bogus"}}, "sampling.guidance_schedule: unknown guidance_schedule"),
+    ({"mask_schedule": "bogus"}, "mask_schedule: unknown mask schedule 'bogus'"),
+])
+def test_settings_that_do_not_fit_fail_before_any_step(tokenizer_dir, tmp_path, change, message):
+    with pytest.raises(ValueError) as err:
+        train_transformer(smoke_config(**change), tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path,
+                          progress=False)
+    assert message in str(err.value)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "token_cache").exists()
+
+
+def test_grayscale_tokenizer_trains_on_an_rgb_image_folder(tokenizer_dir, tmp_path):
+    for c, cls in enumerate(("red", "blue")):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (12, 12), (200 * (1 - c), 10 * i, 200 * c)).save(tmp_path / "images" / cls / f"{i}.png")
+    transformer = {**json.loads(open(SMOKE).read())["transformer"], "num_classes": 2}
+    final = train_transformer(smoke_config(max_steps=1, transformer=transformer), tokenizer_dir=tokenizer_dir,
+                              data=str(tmp_path / "images"), out=tmp_path / "run", progress=False)
+    assert MaskGIT.from_pretrained(final).class_names == ("blue", "red")
+
+
+def test_token_cache_re_encodes_for_other_data_or_tokenizer(tokenizer_dir, tmp_path):
+    from maskgit.vq import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    val, test = build_dataset("digits", "val"), build_dataset("digits", "test")
+    assert len(val) == len(test)
+    tokens_val, _ = cached_tokens(tokenizer, val, tmp_path)
+    tokens_test, _ = cached_tokens(tokenizer, test, tmp_path)  # same size, other images: encoded afresh
+    assert not torch.equal(tokens_val, tokens_test)
+    torch.manual_seed(5)
+    cached_tokens(VQGAN(TOKENIZER_PRESETS["tiny"]), val, tmp_path)  # other weights
+    unsigned = VQGAN(dataclasses.replace(TOKENIZER_PRESETS["tiny"], signed_pixels=False))
+    unsigned.load_state_dict(tokenizer.state_dict())
+    cached_tokens(unsigned, val, tmp_path)  # same weights, other config
+    assert len(list(tmp_path.glob("tokens-*.safetensors"))) == 4
+    again, _ = cached_tokens(tokenizer, val, tmp_path)
+    assert torch.equal(again, tokens_val) and len(list(tmp_path.glob("tokens-*.safetensors"))) == 4
+
+
 def test_lr_schedule():
     cfg = smoke_config(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
     assert lr_at(0, cfg) == pytest.approx(0.1)
@@ -87,7 +176,7 @@ STEPS = 40
 def test_sigkill_then_same_command_reproduces_uninterrupted_run(tokenizer_dir, tmp_path):
     """Kill a real training process mid-run; the same command resumes and ends with the same weights.
 
-    The kill lands once step 3 is on disk; the run is long enough (STEPS) that it cannot finish in a poll interval.
+    The kill lands once a checkpoint of step 3 or later is on disk; the run is long enough (STEPS) that it cannot finish in a poll interval.
     """
     import os
     import signal
@@ -108,7 +197,12 @@ def test_sigkill_then_same_command_reproduces_uninterrupted_run(tokenizer_dir, t
     assert subprocess.run(command(reference), env=env, capture_output=True).returncode == 0
     proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (out / "checkpoints" / "step_00000003").exists() and proc.poll() is None and time.time() < deadline:
+    latest = out / "checkpoints" / "latest"  # names the newest checkpoint; older step dirs are pruned as it moves
+
+    def reached_step_3() -> bool:
+        return latest.is_file() and latest.read_text().strip() >= "step_00000003"
+
+    while not reached_step_3() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_type_hints
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -28,23 +29,134 @@ def to_dict(config: Any) -> dict:
 
 
 def from_dict(cls: type[T], data: dict) -> T:
-    """Build config `cls` from a dict; unknown keys are an error (they signal a mismatched file)."""
+    """Build config `cls` from a dict (e.g. parsed JSON), checking every value against the field's type.
+
+    Unknown keys are an error (they signal a mismatched file); so is a value of the wrong type, with the
+    field's dotted path in the message (`tokenizer.image_size must be an int, got '28'`). JSON lists become
+    tuples and ints given for float fields become floats.
+    """
+    return _from_dict(cls, data, "")
+
+
+MISSING = "<missing>"  # how `config_differences` shows a field one side lacks
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted field path, old value, new value) for every field where two `to_dict` configs differ.
+
+    A field present on one side only shows `MISSING` on the other.
+    """
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b, path = old.get(name, MISSING), new.get(name, MISSING), f"{prefix}{name}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(config_differences(a, b, f"{path}."))
+        elif a != b:
+            out.append((path, a, b))
+    return out
+
+
+def _from_dict(cls: type[T], data: Any, path: str) -> T:
+    where = f"{path}: " if path else f"{cls.__name__}: "
     if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        raise ValueError(f"{where}expected a JSON object of {cls.__name__} fields, got {data!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields are {sorted(names)}")
+        raise ValueError(f"{where}unknown field(s) {unknown}; known fields are {sorted(names)}")
     hints = get_type_hints(cls)
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value)
-        elif isinstance(value, list) and "tuple" in str(hint):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+    kwargs = {name: _check_value(value, hints[name], f"{path}.{name}" if path else name)
+              for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        if path:  # say which nested config a __post_init__ check refers to
+            raise ValueError(f"{path}: {err}") from err
+        raise
+
+
+def _describe(hint: Any) -> str:
+    """How a value of type `hint` is spelled in JSON, for error messages."""
+    origin, args = get_origin(hint), get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return f"a JSON object of {hint.__name__} fields"
+    if origin in (Union, UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin in (tuple, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_PLURALS.get(args[0], 'values')}"
+        return f"a list of {len(args)} {_PLURALS.get(args[0], 'values')}" if args else "a list"
+    return _SINGULARS.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+_SINGULARS = {int: "an int", float: "a number", str: "a string", bool: "true or false"}
+_PLURALS = {int: "ints", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def _check_value(value: Any, hint: Any, path: str) -> Any:
+    """Return `value` as field type `hint` stores it, or raise a ValueError naming `path`."""
+    wrong = ValueError(f"{path} must be {_describe(hint)}, got {value!r}")
+    origin, args = get_origin(hint), get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            raise wrong
+        return _from_dict(hint, value, path)
+    if origin in (Union, UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_value(value, option, path)
+            except ValueError:
+                continue
+        raise wrong
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise wrong
+        if len(args) == 2 and args[1] is Ellipsis:
+            item_hints = [args[0]] * len(value)
+        elif args:
+            if len(value) != len(args):
+                raise wrong
+            item_hints = list(args)
+        else:
+            return tuple(value) if origin is tuple else list(value)
+        items = [_check_value(v, h, f"{path}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints))]
+        return tuple(items) if origin is tuple else items
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # Any and other hints are not checked
+        ok = True
+    if not ok:
+        raise wrong
+    return value
+
+
+def _check_ranges(config: Any, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                  fraction: tuple[str, ...] = ()) -> None:
+    """Raise a ValueError for the first field outside its range (positive: > 0; fraction: in [0, 1]).
+
+    A name may index a tuple field: `betas[0]`.
+    """
+    def value(name: str) -> Any:
+        field_name, _, index = name.partition("[")
+        found = getattr(config, field_name)
+        return found[int(index.rstrip("]"))] if index else found
+
+    for names, ok, wanted in ((positive, lambda v: v > 0, "positive"), (non_negative, lambda v: v >= 0, ">= 0"),
+                              (fraction, lambda v: 0 <= v <= 1, "in [0, 1]")):
+        for name in names:
+            if not ok(value(name)):
+                raise ValueError(f"{name} must be {wanted}, got {value(name)!r}")
 
 
 @dataclass(frozen=True)
@@ -68,8 +180,13 @@ class TokenizerConfig:
     signed_pixels: bool = True  # the networks see [-1, 1]; False: [0, 1] as the official tokenizer
 
     def __post_init__(self):
+        _check_ranges(self, positive=("in_channels", "image_size", "base_channels", "embed_dim", "codebook_size",
+                                      "norm_groups"), non_negative=("num_res_blocks", "commitment_weight"),
+                      fraction=("ema_decay",))
         if not self.channel_mult:
             raise ValueError("channel_mult needs at least one level")
+        if any(m < 1 for m in self.channel_mult):
+            raise ValueError(f"channel_mult entries must be positive, got {list(self.channel_mult)}")
         if self.downsample not in ("conv", "avgpool"):
             raise ValueError(f"downsample must be 'conv' or 'avgpool', got {self.downsample!r}")
         if self.image_size % self.downsample_factor:
@@ -109,6 +226,9 @@ class TransformerConfig:
     null_class: bool = True  # extra class row for label dropout / guidance
 
     def __post_init__(self):
+        _check_ranges(self, positive=("codebook_size", "grid_size", "hidden_size", "num_layers", "num_heads",
+                                      "intermediate_size", "layer_norm_eps"), non_negative=("num_classes",),
+                      fraction=("dropout",))
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.null_class and self.num_classes == 0:
@@ -150,6 +270,9 @@ class SamplingConfig:
     choice_temperature: float = 4.5
     guidance_scale: float = 0.0
     guidance_schedule: str = "constant"
+
+    def __post_init__(self):
+        _check_ranges(self, positive=("steps",), non_negative=("temperature", "choice_temperature"))
 
 
 @dataclass(frozen=True)
@@ -203,9 +326,21 @@ class TransformerTrainingConfig:
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" (Accelerate)
     seed: int = 0
     log_every: int = 50
-    sample_every: int = 1000
+    sample_every: int = 1000  # 0 = no sample grids
     checkpoint_every: int = 500
     num_workers: int = 0
+
+    def __post_init__(self):
+        _check_ranges(self, positive=("batch_size", "grad_accum_steps", "max_steps", "lr", "log_every",
+                                      "checkpoint_every"),
+                      non_negative=("weight_decay", "warmup_steps", "grad_clip", "unmasked_weight", "sample_every",
+                                    "num_workers"),
+                      fraction=("min_lr_ratio", "label_smoothing", "label_dropout", "ema_decay", "betas[0]",
+                                "betas[1]"))
+        if self.dropout is not None and not 0 <= self.dropout <= 1:
+            raise ValueError(f"dropout must be in [0, 1] or null, got {self.dropout!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be one of ('no', 'bf16', 'fp16'), got {self.mixed_precision!r}")
 
 
 @dataclass(frozen=True)
@@ -221,6 +356,7 @@ class DiscriminatorConfig:
     def __post_init__(self):
         if self.kind not in ("patchgan", "stylegan"):
             raise ValueError(f"discriminator kind must be 'patchgan' or 'stylegan', got {self.kind!r}")
+        _check_ranges(self, positive=("in_channels", "base_channels", "num_layers", "image_size"))
 
 
 @dataclass(frozen=True)
@@ -290,6 +426,18 @@ class TokenizerTrainingConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        _check_ranges(self, positive=("batch_size", "grad_accum_steps", "max_steps", "lr", "disc_lr",
+                                      "entropy_temperature", "r1_every", "restart_every", "log_every",
+                                      "checkpoint_every"),
+                      non_negative=("weight_decay", "warmup_steps", "grad_clip", "l1_weight", "l2_weight",
+                                    "perceptual_weight", "adversarial_weight", "disc_start_step", "r1_weight",
+                                    "lecam_weight", "entropy_weight", "init_batches", "kmeans_iters",
+                                    "dead_code_threshold", "crop_pad", "num_threads", "sample_every",
+                                    "keep_checkpoints", "num_workers"),
+                      fraction=("min_lr_ratio", "lecam_decay", "restart_until", "usage_decay", "betas[0]",
+                                "betas[1]", "disc_betas[0]", "disc_betas[1]"))
+        if self.codebook_init != "none" and self.init_batches < 1:
+            raise ValueError(f"codebook_init {self.codebook_init!r} needs init_batches >= 1, got {self.init_batches}")
 
 
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {

@@ -8,15 +8,18 @@ applied to whole batches with an explicit generator, so a resumed run sees the s
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -34,18 +37,36 @@ HOLDOUT_FRACTION = 0.1  # val and test fractions for sources without an official
 
 
 # ---------------------------------------------------------------------------------------------- Fashion-MNIST
+FASHION_MNIST_ADVICE = (
+    f"Install it with `apt-get install dataset-fashion-mnist` (files go to {FASHION_MNIST_DIR}), or download the "
+    f"four IDX files from {FASHION_MNIST_URL} (e.g. `python -c 'from maskgit.data import download_fashion_mnist; "
+    f"download_fashion_mnist(\"DIR\")'`) and pass that directory as the data root."
+)
+
+
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a numpy array."""
+    """Read an IDX file (optionally gzipped) into a numpy array.
+
+    Raises:
+        ValueError: the file is corrupt, truncated or not an unsigned-byte IDX file (the message says how
+            to get the Fashion-MNIST files again).
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    except (gzip.BadGzipFile, EOFError, zlib.error, struct.error) as err:
+        raise ValueError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); delete it and get it "
+                         f"again. {FASHION_MNIST_ADVICE}") from err
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+        raise ValueError(f"{path} is not an unsigned-byte IDX file; replace it with the original. "
+                         f"{FASHION_MNIST_ADVICE}")
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {array.size}")
+        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {array.size}; delete "
+                         f"it and get it again. {FASHION_MNIST_ADVICE}")
     return array.reshape(shape)
 
 
@@ -53,12 +74,7 @@ def _find_idx(root: Path, name: str) -> Path:
     for candidate in (root / name, root / name[:-3]):  # gzipped or already unpacked
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
-        f"Fashion-MNIST file {name} not found in {root}. Install it with `apt-get install dataset-fashion-mnist` "
-        f"(files go to {FASHION_MNIST_DIR}), or download the four IDX files from {FASHION_MNIST_URL} "
-        f"(e.g. `python -c 'from maskgit.data import download_fashion_mnist; download_fashion_mnist(\"DIR\")'`) "
-        f"and pass that directory as the data root."
-    )
+    raise FileNotFoundError(f"Fashion-MNIST file {name} not found in {root}. {FASHION_MNIST_ADVICE}")
 
 
 def load_fashion_mnist(root: str | Path | None = None, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,7 +162,12 @@ class ImageFolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self._load(self.files[index], channels=self.channels)
+        # Files are read lazily (checking a large folder up front is too slow), so a broken one surfaces here.
+        path = self.files[index]
+        try:
+            image = self._load(path, channels=self.channels)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}; remove or fix it") from err
         return resize(image[None], self.image_size)[0], int(self.labels[index])
 
 
@@ -159,6 +180,15 @@ def split_indices(num_items: int, split: str, holdout: float = HOLDOUT_FRACTION,
     val, test, train = perm[:n_hold], perm[n_hold:2 * n_hold], perm[2 * n_hold:]
     parts = {"train": train, "val": val, "test": test, "trainval": torch.cat([train, val])}
     return parts[split].sort().values
+
+
+def min_split_size(holdout: float = HOLDOUT_FRACTION) -> int:
+    """The fewest items for which `split_indices` leaves train, val and test all non-empty."""
+    parts = ("train", "val", "test") if holdout > 0 else ("train",)
+    for n in range(1, 1000):
+        if all(len(split_indices(n, s, holdout)) for s in parts):
+            return n
+    raise ValueError(f"holdout fraction {holdout} leaves no training items")
 
 
 def fashion_mnist_dataset(split: str, root: str | Path | None = None) -> TensorImageDataset:
@@ -205,6 +235,9 @@ def build_dataset(name_or_path: str, split: str = "train", image_size: int | Non
         if image_size is None:
             raise ValueError("an image folder needs image_size")
         full = ImageFolderDataset(name_or_path, image_size, channels or 3)
+        if len(full) < (need := min_split_size()):
+            raise ValueError(f"{name_or_path} holds {len(full)} image(s), too few for the train/val/test split; "
+                             f"need at least {need}")
         keep = split_indices(len(full), split)
         return ImageFolderDataset(name_or_path, image_size, channels or 3, [full.files[i] for i in keep])
     else:
@@ -215,6 +248,33 @@ def build_dataset(name_or_path: str, split: str = "train", image_size: int | Non
         images = to_channels(images, channels or 1)
         dataset = TensorImageDataset((images * 255).round().to(torch.uint8), dataset.labels, dataset.classes)
     return dataset
+
+
+def dataset_fingerprint(dataset: Dataset, samples: int = 16) -> str:
+    """A short hash that changes when the dataset's contents, size, resolution, channels or labels change.
+
+    In-memory datasets hash every pixel and label; image folders hash each file's path, size and
+    modification time (reading every image would be too slow); other datasets hash `samples` items.
+    """
+    h = hashlib.sha256(f"{type(dataset).__name__}:{len(dataset)}".encode())
+    if isinstance(dataset, TensorImageDataset):
+        h.update(str(tuple(dataset.images.shape)).encode())
+        h.update(dataset.images.contiguous().numpy().tobytes())
+        h.update(dataset.labels.numpy().tobytes())
+    elif isinstance(dataset, ImageFolderDataset):
+        h.update(f"{dataset.root.resolve()}:{dataset.image_size}:{dataset.channels}".encode())
+        for path in dataset.files:
+            stat = path.stat()
+            h.update(f"{path.relative_to(dataset.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        h.update(dataset.labels.numpy().tobytes())
+    else:
+        last = len(dataset) - 1
+        for index in sorted({round(i * last / max(1, samples - 1)) for i in range(samples)} if last >= 0 else ()):
+            image, label = dataset[index]
+            h.update(torch.as_tensor(image).float().contiguous().numpy().tobytes())
+            h.update(str(int(label)).encode())
+    h.update(",".join(getattr(dataset, "classes", ())).encode())
+    return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------- sampling

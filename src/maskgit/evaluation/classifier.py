@@ -64,13 +64,31 @@ def save_classifier(model: Classifier, directory: str | Path, metrics: dict | No
 
 
 def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Load a `save_classifier` directory (classifier.json + classifier.safetensors) in eval mode.
+
+    Raises:
+        FileNotFoundError: no classifier.json; ValueError: it is unreadable, lacks "config" or does not fit.
+    """
     import json
 
     from ..training.checkpoint import load_weights
 
-    directory = Path(directory)
-    meta = json.loads((directory / "classifier.json").read_text())
-    model = Classifier(from_dict(ClassifierConfig, meta["config"]))
+    path = Path(directory) / "classifier.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; train a classifier with `maskgit train-classifier --out DIR`")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); retrain or restore it") from err
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise ValueError(f"{path} lacks the key 'config' (the ClassifierConfig); it was not written by "
+                         f"`maskgit train-classifier`: retrain or restore it")
+    try:
+        config = from_dict(ClassifierConfig, meta["config"])
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    model = Classifier(config)
+    directory = path.parent
     load_weights(model, directory / "classifier.safetensors")
     return model.to(device).eval()
 
@@ -91,6 +109,13 @@ def predict(model: Classifier, images: torch.Tensor, batch_size: int = 500) -> t
 def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, *, config: ClassifierConfig | None = None,
                      epochs: int = 8, batch_size: int = 128, lr: float = 2e-3, seed: int = 0) -> Classifier:
     """Adam + one-cycle LR, random horizontal flips and 2-pixel shifts. Images (N, C, H, W) in [0, 1]."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if len(train_images) < batch_size:
+        raise ValueError(f"{len(train_images)} training images are fewer than one batch of {batch_size}; "
+                         f"use a smaller batch_size or more images")
     torch.manual_seed(seed)
     model = Classifier(config or ClassifierConfig())
     steps = epochs * (len(train_images) // batch_size)

@@ -23,9 +23,14 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from ..atomic import _fsync_dir, write_bytes_atomic
+from ..config import config_differences, from_dict, to_dict
 
 STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
 LATEST = "latest"
+# Config fields that change only logging, checkpointing or speed, never the trained weights: a resumed
+# run may use other values. Every other field (max_steps included: the LR schedule decays to it) must match.
+RESUME_FREE_FIELDS = frozenset({"log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "num_workers",
+                                "num_threads"})
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -241,10 +246,7 @@ def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.
         {"step", "epoch", "data_position", "config", "extra", "path"}.
     """
     path = Path(path)
-    meta_path = path / STATE_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
-    meta = json.loads(meta_path.read_text())
+    meta = read_checkpoint_meta(path)
     for name, module in modules.items():
         load_weights(module, path / f"{name}.safetensors")
     tensors, _ = _read_safetensors(path / "states.safetensors")
@@ -258,3 +260,49 @@ def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.
         set_rng_state(meta["rng"], tensors)
     return {"step": meta["step"], "epoch": meta["epoch"], "data_position": meta["data_position"],
             "config": meta["config"], "extra": meta["extra"], "path": path}
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict:
+    """The JSON part of a checkpoint (step, config, extra, ...) without loading any tensor."""
+    meta_path = Path(path) / STATE_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+    return json.loads(meta_path.read_text())
+
+
+def check_resume(checkpoint: str | os.PathLike, config: Any, *, identity: dict | None = None,
+                 free: frozenset[str] = RESUME_FREE_FIELDS) -> None:
+    """Refuse to resume `checkpoint` under a config (or data) other than the one that wrote it.
+
+    Args:
+        config: the new resolved config dataclass; compared with the checkpoint's field by field, except
+            for the top-level `free` fields.
+        identity: other values the run depends on (e.g. a dataset fingerprint), compared with the
+            checkpoint's `extra` entries of the same names (entries it lacks are not compared).
+    Raises:
+        ValueError: naming every differing field and saying how to go on.
+    """
+    checkpoint = Path(checkpoint)
+    meta = read_checkpoint_meta(checkpoint)
+    stored = meta.get("config")
+    diffs = []
+    if stored is not None:
+        try:  # fill in fields added since the checkpoint was written with their defaults
+            stored = to_dict(from_dict(type(config), stored))
+        except ValueError:
+            pass
+        diffs = [d for d in config_differences(stored, to_dict(config)) if d[0] not in free]
+    extra = meta.get("extra") or {}
+    diffs += [(name, extra[name], value) for name, value in (identity or {}).items()
+              if name in extra and extra[name] != value]
+    if not diffs:
+        return
+    run = checkpoint.parent.parent
+    free_here = sorted(name for name in free if name in to_dict(config))
+    listed = "; ".join(f"{name}: {old!r} in the checkpoint, {new!r} now" for name, old, new in diffs)
+    hint = ("max_steps cannot change on resume because the learning-rate schedule decays to it, so a "
+            "different max_steps is a different run (to stop early, keep the config and pass --max-steps N). "
+            if any(name == "max_steps" for name, _, _ in diffs) else "")
+    raise ValueError(f"{run} holds a run started with other settings ({checkpoint.name}): {listed}. "
+                     f"{hint}Use a new --out for the new settings, delete {run} to start over, or rerun with "
+                     f"the original settings to resume (only {', '.join(free_here)} may differ).")

@@ -1,12 +1,14 @@
 """Encode a dataset once with the frozen tokenizer and cache its codes (safetensors).
 
-The cache is keyed by a fingerprint of the tokenizer weights, the dataset size and the flip
-option, so a different tokenizer or dataset never reuses stale codes.
+The cache is keyed by `token_cache_key`: a fingerprint of the tokenizer's config and weights, of the
+dataset's contents (`maskgit.data.dataset_fingerprint`) and of the flip option, so a changed tokenizer
+or dataset (even one of the same size) is re-encoded instead of reusing stale codes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -15,13 +17,25 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..config import to_dict
+from ..data import dataset_fingerprint
+
 
 def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
+    """A short hash of the tokenizer's config (when it has one) and every tensor of its state."""
     h = hashlib.sha256()
+    if (config := getattr(tokenizer, "config", None)) is not None:
+        h.update(json.dumps(to_dict(config), sort_keys=True).encode())
     for name, tensor in sorted(tokenizer.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().float().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def token_cache_key(tokenizer: torch.nn.Module, dataset: Dataset, *, hflip: bool = False) -> str:
+    """The identity of a dataset's codes: tokenizer, dataset contents and flip option (used as a file name)."""
+    both = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}:{dataset_fingerprint(dataset)}".encode())
+    return f"{both.hexdigest()[:16]}-n{len(dataset)}-flip{int(hflip)}"
 
 
 @torch.no_grad()
@@ -44,8 +58,7 @@ def cached_tokens(tokenizer, dataset: Dataset, cache_dir: str | Path, *, hflip: 
                   wait: Callable[[], None] = lambda: None) -> tuple[torch.Tensor, torch.Tensor]:
     """Load the dataset's codes from `cache_dir`, encoding and saving them first if needed."""
     cache_dir = Path(cache_dir)
-    key = f"{tokenizer_fingerprint(tokenizer)}-n{len(dataset)}-flip{int(hflip)}"
-    path = cache_dir / f"tokens-{key}.safetensors"
+    path = cache_dir / f"tokens-{token_cache_key(tokenizer, dataset, hflip=hflip)}.safetensors"
     if not path.exists() and is_main:
         tokens, labels = encode_dataset(tokenizer, dataset, hflip=hflip)
         cache_dir.mkdir(parents=True, exist_ok=True)

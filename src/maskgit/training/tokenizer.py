@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
 from ..config import TokenizerTrainingConfig, to_dict
-from ..data import EpochBatchSampler, augment, build_dataset
+from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
 from ..evaluation.reconstruction import save_comparison
 from ..vq import VQGAN, CodeUsage, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
-from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state
 from .metrics_log import append_csv, truncate_csv
 
 
@@ -128,7 +128,15 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
         data: 'fashion-mnist', 'digits' or an image folder (see `maskgit.data.build_dataset`).
         out: run directory; re-running the same command resumes from its latest checkpoint.
         max_steps: stop early at this step (smoke tests); the LR schedule still uses cfg.max_steps.
+
+    Raises:
+        ValueError: max_steps < 1, or an `out` holding a run started with other settings or data (see
+            `check_resume`), before any training step.
     """
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
+                         f"train the config's max_steps = {cfg.max_steps})")
+    stop = cfg.max_steps if max_steps is None else min(cfg.max_steps, max_steps)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out = Path(out)
@@ -141,6 +149,9 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     dataset = build_dataset(data, "train", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val = build_dataset(data, "val", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val_images = torch.stack([val[i][0] for i in range(min(32, len(val)))]).to(device)
+    identity = {"data": dataset_fingerprint(dataset)}  # a resumed run must see the same training images
+    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
+        check_resume(ckpt, cfg, identity=identity)
 
     torch.manual_seed(cfg.seed)
     model = VQGAN(tcfg).to(device)
@@ -164,7 +175,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
         perceptual.to(device)
 
     step = 0
-    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
+    if ckpt is not None:
         step = load_training_state(ckpt, modules=modules, optimizers=optimizers)["step"]
         accelerator.print(f"resumed from {ckpt} at step {step}")
     batches = Batches(dataset, cfg, step * cfg.grad_accum_steps, rank, world, device)
@@ -175,7 +186,6 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
         write_json_atomic(out / "train_config.json", to_dict(cfg))
         truncate_csv(out / "metrics.csv", step)
 
-    stop = min(cfg.max_steps, max_steps or cfg.max_steps)
     g_params = [p for p in model.parameters() if p.requires_grad]
     bar = tqdm(total=stop, initial=step, disable=not (progress and accelerator.is_main_process), desc="tokenizer")
     t0, seen = time.time(), 0
@@ -235,7 +245,8 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_training_state(out / "checkpoints", step, modules=modules, optimizers=optimizers,
-                                    config=to_dict(cfg), data_position=batches.position, keep=cfg.keep_checkpoints)
+                                    config=to_dict(cfg), data_position=batches.position, keep=cfg.keep_checkpoints,
+                                    extra=identity)
     bar.close()
     final = out / "final"
     if accelerator.is_main_process:

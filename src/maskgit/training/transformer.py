@@ -18,14 +18,14 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
-from ..config import TransformerTrainingConfig, to_dict
+from ..config import ModelConfig, TokenizerConfig, TransformerConfig, TransformerTrainingConfig, to_dict
 from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
 from ..pipeline import MaskGIT
 from ..transformer import MaskGITTransformer
-from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state
 from .ema import EMA
 from .metrics_log import append_csv, truncate_csv
-from .token_cache import cached_tokens
+from .token_cache import cached_tokens, tokenizer_fingerprint
 
 
 def lr_at(step: int, cfg: TransformerTrainingConfig) -> float:
@@ -70,6 +70,31 @@ def save_sample_grid(pipe: MaskGIT, path: Path, cfg: TransformerTrainingConfig, 
     save_grid(images, path, nrow=per_class)
 
 
+def check_model_settings(cfg: TransformerTrainingConfig, transformer: TransformerConfig,
+                         tokenizer: TokenizerConfig, class_names: tuple[str, ...]) -> None:
+    """Fail before any training step if the tokenizer, transformer, schedules and sampling do not fit together."""
+    from ..decoding import guidance_scale_at
+    from ..schedules import canonical_schedule
+
+    for name, schedule in (("mask_schedule", cfg.mask_schedule), ("sampling.schedule", cfg.sampling.schedule)):
+        try:
+            canonical_schedule(schedule)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from err
+    try:
+        guidance_scale_at(cfg.sampling.guidance_scale, cfg.sampling.guidance_schedule, torch.zeros(1))
+    except ValueError as err:
+        raise ValueError(f"sampling.guidance_schedule: {err}") from err
+    if class_names and len(class_names) != transformer.num_classes:
+        raise ValueError(f"the dataset has {len(class_names)} classes but transformer.num_classes is "
+                         f"{transformer.num_classes}")
+    try:
+        ModelConfig(tokenizer, transformer, cfg.sampling, class_names)  # what final/config.json will hold
+    except ValueError as err:
+        raise ValueError(f"the tokenizer does not fit the transformer config: {err}; set transformer.codebook_size "
+                         f"and transformer.grid_size to the tokenizer's") from err
+
+
 def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Path, data: str, out: str | Path,
                       data_root: str | None = None, split: str = "trainval", max_steps: int | None = None,
                       progress: bool = True) -> Path:
@@ -82,36 +107,44 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         split: which part of it to train on (default: train + validation; the test split stays unseen).
         out: run directory; re-running the same command resumes from its latest checkpoint.
         max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps.
+
+    Raises:
+        ValueError: max_steps < 1; a transformer config that does not fit the tokenizer or dataset; or an `out`
+            holding a run started with other settings (see `check_resume`), all before any training step.
     """
-    from ..data import EpochBatchSampler, build_dataset
+    from ..data import EpochBatchSampler, build_dataset, dataset_fingerprint
     from ..vq import load_tokenizer
 
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
+                         f"train the config's max_steps = {cfg.max_steps})")
+    stop = cfg.max_steps if max_steps is None else min(cfg.max_steps, max_steps)
     out = Path(out)
     # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     tokenizer = load_tokenizer(tokenizer_dir).to(device)
-    dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size)
+    dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size,
+                            channels=tokenizer.config.in_channels)
     class_names = tuple(getattr(dataset, "classes", ()))
-    if class_names and len(class_names) != cfg.transformer.num_classes:
-        raise ValueError(f"the dataset has {len(class_names)} classes but transformer.num_classes is "
-                         f"{cfg.transformer.num_classes}")
+    tcfg = cfg.transformer if cfg.dropout is None else type(cfg.transformer)(**{**to_dict(cfg.transformer),
+                                                                                "dropout": cfg.dropout})
+    check_model_settings(cfg, tcfg, tokenizer.config, class_names)
+    # The codes the run trains on: a resumed run must see the same tokenizer and data.
+    identity = {"tokenizer": tokenizer_fingerprint(tokenizer), "data": dataset_fingerprint(dataset)}
+    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
+        check_resume(ckpt, cfg, identity=identity)
     tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", hflip=cfg.hflip,
                                    is_main=accelerator.is_main_process, wait=accelerator.wait_for_everyone)
     tokens, labels = tokens.to(device), labels.to(device)
-    if tokens.shape[1] != cfg.transformer.num_tokens:
-        raise ValueError(f"tokenizer gives {tokens.shape[1]} tokens per image; the transformer expects "
-                         f"{cfg.transformer.num_tokens}: set transformer.grid_size to match")
 
     torch.manual_seed(cfg.seed)
-    tcfg = cfg.transformer if cfg.dropout is None else type(cfg.transformer)(**{**to_dict(cfg.transformer),
-                                                                                "dropout": cfg.dropout})
     model = MaskGITTransformer(tcfg).to(device)
     ema = EMA(model, cfg.ema_decay)
     optimizer = build_optimizer(model, cfg)
     step = 0
-    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
+    if ckpt is not None:
         state = load_training_state(ckpt, modules={"model": model, "ema": ema.shadow},
                                     optimizers={"optimizer": optimizer})
         step = state["step"]
@@ -122,7 +155,6 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     if accelerator.is_main_process:
         write_json_atomic(out / "train_config.json", to_dict(cfg))
 
-    stop = min(cfg.max_steps, max_steps or cfg.max_steps)
     sampler = EpochBatchSampler(len(tokens), cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
     log_path = out / "metrics.csv"
     bar = tqdm(total=stop, initial=step, disable=not (progress and accelerator.is_main_process), desc="train")
@@ -156,7 +188,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
             if accelerator.is_main_process:
                 save_training_state(out / "checkpoints", step,
                                     modules={"model": accelerator.unwrap_model(model), "ema": ema.shadow},
-                                    optimizers={"optimizer": optimizer}, config=to_dict(cfg))
+                                    optimizers={"optimizer": optimizer}, config=to_dict(cfg), extra=identity)
         if accelerator.is_main_process and cfg.sample_every and (step % cfg.sample_every == 0 or step == stop):
             pipe = MaskGIT(tokenizer, ema.shadow, cfg.sampling, class_names)
             save_sample_grid(pipe, out / "samples" / f"step_{step:07d}.png", cfg)
