@@ -125,3 +125,11 @@ def test_an_empty_mask_warns_and_returns_the_input(pipe, images):
     with pytest.warns(UserWarning, match="selects no pixel"):
         out = pipe.inpaint(images, torch.zeros(3, 1, 8, 8, dtype=torch.bool), generator=g())
     assert torch.equal(out, images)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_float_dtypes_run_in_the_models_dtype(pipe, images, dtype):
+    mask = torch.zeros(3, 1, 8, 8, dtype=torch.bool)
+    mask[..., :4, :4] = True
+    out = pipe.inpaint(images.to(dtype), mask, generator=g())
+    assert out.shape == images.shape and torch.isfinite(out).all()

@@ -62,3 +62,14 @@ def test_a_judge_for_other_images_or_bad_counts_are_refused_before_work(setup):
     with pytest.raises(FileExistsError, match="--overwrite"):
         train_judge("digits", root / "judge", epochs=1)
     assert not (root / "x.json").exists() and not (root / "x.png").exists()
+
+
+def test_data_other_than_the_models_is_refused(setup):
+    root, _, _ = setup
+    bundled = "fashion-mnist"  # 28x28 model and judge; digits are 8x8
+    with pytest.raises(ValueError, match="pass the dataset the model was trained on"):
+        evaluate_model(bundled, "fashion-mnist-classifier", root / "y.json", data="digits", num_per_class=1)
+    with pytest.raises(ValueError, match="pass the dataset the model was trained on"):
+        evaluate_editing(bundled, "fashion-mnist-classifier", root / "y.json", data="digits", num_inpaint=1)
+    with pytest.raises(ValueError, match="--steps must exceed"):
+        evaluate_editing(bundled, "fashion-mnist-classifier", root / "y.json", data="digits", steps=2)

@@ -137,6 +137,8 @@ def test_labels_accept_one_index_or_name_and_refuse_non_integers(pipe):
         pipe.resolve_labels(torch.tensor([[1, 2]]))
     with pytest.raises(ValueError, match="class indices or names"):
         pipe.resolve_labels([1.5])
+    with pytest.raises(ValueError, match="class indices or names"):
+        pipe.generate(3.0)
     with pytest.raises(ValueError, match="finite"):
         pipe.generate([1], temperature=float("nan"))
     with pytest.raises(ValueError, match="finite"):

@@ -108,6 +108,13 @@ def test_max_steps_below_one_is_refused_before_anything_runs(tmp_path, max_steps
     assert not (tmp_path / "run").exists()
 
 
+def test_out_that_is_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "run").write_text("not a directory")
+    with pytest.raises(NotADirectoryError, match="give a directory"):
+        train_tokenizer(smoke_config(), data="digits", out=tmp_path / "run", progress=False)
+    assert (tmp_path / "run").read_text() == "not a directory"
+
+
 @pytest.mark.parametrize("kind", ["stylegan", "patchgan"])
 def test_adversarial_entropy_r1_lecam_terms_are_finite(tmp_path, kind):
     size = 8 if kind == "stylegan" else 16  # PatchGAN needs room for its 4x4 kernels

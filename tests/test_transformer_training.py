@@ -104,6 +104,8 @@ def test_max_steps_below_one_is_refused_before_anything_runs(tokenizer_dir, tmp_
     ({"sampling": {"schedule": "bogus"}}, "sampling.schedule: unknown mask schedule 'bogus'"),
     ({"sampling": {"guidance_schedule": "bogus"}}, "sampling.guidance_schedule: unknown guidance_schedule"),
     ({"mask_schedule": "bogus"}, "mask_schedule: unknown mask schedule 'bogus'"),
+    ({"transformer": {**json.loads(open(SMOKE).read())["transformer"], "null_class": False}, "label_dropout": 0.1},
+     "needs a null class"),
 ])
 def test_settings_that_do_not_fit_fail_before_any_step(tokenizer_dir, tmp_path, change, message):
     with pytest.raises(ValueError) as err:
@@ -214,3 +216,19 @@ def test_sigkill_then_same_command_reproduces_uninterrupted_run(tokenizer_dir, t
         assert all(torch.equal(a[k], b[k]) for k in a), name
     steps = [int(r.split(",")[0]) for r in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, STEPS + 1))  # rows past the resumed checkpoint were dropped, then logged again
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(tokenizer_dir, tmp_path):
+    (tmp_path / "run").write_text("not a directory")
+    with pytest.raises(NotADirectoryError, match="give a directory"):
+        train_transformer(smoke_config(), tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path / "run",
+                          progress=False)
+    assert (tmp_path / "run").read_text() == "not a directory"
+
+
+def test_resume_past_the_stop_step_says_nothing_is_trained(tokenizer_dir, tmp_path, capsys):
+    cfg = smoke_config(max_steps=3, checkpoint_every=1)
+    train_transformer(cfg, tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path, progress=False)
+    capsys.readouterr()
+    train_transformer(cfg, tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path, max_steps=2, progress=False)
+    assert "nothing to train" in capsys.readouterr().out

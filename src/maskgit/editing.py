@@ -146,6 +146,7 @@ def edit_region(pipe, images: torch.Tensor, pixel_mask: torch.Tensor, labels=Non
             or pixel_mask.shape[0] not in (1, images.shape[0]):
         raise ValueError(f"mask must be (B, 1, H, W) = ({images.shape[0]}, 1, {images.shape[2]}, {images.shape[3]}) "
                          f"bool, True where content is regenerated; got {tuple(pixel_mask.shape)}")
+    images = images.to(next(pipe.tokenizer.parameters()).dtype)  # float64 / half inputs run in the model's dtype
     pixel_mask = pixel_mask.to(images.device).bool().expand(images.shape[0], -1, -1, -1)
     if not pixel_mask.any():
         warnings.warn("the mask selects no pixel: the images are returned unchanged (True = regenerate)",

@@ -40,9 +40,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "cuda" and (not torch.cuda.is_available()
                                   or (device.index or 0) >= torch.cuda.device_count()):
         found = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        raise ValueError(f"device {device} is not available ({found} CUDA device(s) here); use --device cpu")
+        raise ValueError(f"device {device} is not available ({found} CUDA device(s) here); use the cpu device "
+                         f"(--device cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device mps is not available on this machine; use --device cpu")
+        raise ValueError("device mps is not available on this machine; use the cpu device (--device cpu)")
     return device
 
 
@@ -124,8 +125,8 @@ class MaskGIT(nn.Module):
             return None
         if num_classes == 0:
             raise ValueError("this model is unconditional: pass labels=None")
-        if isinstance(labels, (int, str)):
-            labels = [labels]
+        if not torch.is_tensor(labels) and not isinstance(labels, (list, tuple)):
+            labels = [labels]  # one index or name; anything else is refused by _class_index
         if not torch.is_tensor(labels):
             labels = torch.tensor([self._class_index(x) for x in labels], dtype=torch.long)
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.dim() > 1:
@@ -247,7 +248,8 @@ class MaskGIT(nn.Module):
             raise ValueError("class-conditional editing needs the target class: pass labels")
         if steps <= start_iter:
             raise ValueError(f"edits start decoding at iteration {start_iter} (the official editing schedule), so "
-                             f"steps must exceed it, got steps={steps}; pass start_iter=0 to decode from scratch")
+                             f"steps must exceed it, got steps={steps}; pass start_iter=0 (--start-iter 0) to "
+                             f"decode from scratch")
         mask = editing.box_mask(images, box)
         return editing.edit_region(self, images, mask, labels, dilate=1, blur_radius=blur_radius, steps=steps,
                                    start_iter=start_iter, **sampling)

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
+from ..editing import EDIT_START_ITER
 from .classifier import predict
 from .frechet import frechet_distance_between
 
@@ -40,15 +41,19 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
     from ..images import save_grid
     from ..outputs import result_paths
     from ..pipeline import MaskGIT
-    from .report import dataset_tensors, load_judge
+    from .report import check_data, dataset_tensors, load_judge
 
     out, _ = result_paths(out, overwrite, inputs=[model])
+    if sampling.get("steps") is not None and sampling["steps"] <= EDIT_START_ITER:
+        raise ValueError(f"class edits start decoding at iteration {EDIT_START_ITER}, so --steps must exceed it, "
+                         f"got {sampling['steps']}")
     if num_inpaint < 1 or num_edit < 1:
         raise ValueError(f"--num-inpaint and --num-edit must be >= 1, got {num_inpaint} and {num_edit}")
     start = time.time()
     pipe = MaskGIT.from_pretrained(model, device=device)
     judge = load_judge(classifier, pipe, data)
     test_x, test_y = dataset_tensors(data, "test", data_root)
+    check_data(test_x, test_y, pipe, data)
     g = torch.Generator(pipe.device).manual_seed(seed)
     order = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed))
 

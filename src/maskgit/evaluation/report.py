@@ -52,6 +52,18 @@ def load_judge(classifier: str | Path, pipe, data: str):
     return judge
 
 
+def check_data(images: torch.Tensor, labels: torch.Tensor, pipe, data: str) -> None:
+    """Real images to compare with must be what the model makes, with classes the model knows."""
+    tc = pipe.tokenizer.config
+    want = (tc.in_channels, tc.image_size, tc.image_size)
+    if tuple(images.shape[1:]) != want:
+        raise ValueError(f"--data {data} has {'x'.join(map(str, images.shape[1:]))} images but the model makes "
+                         f"{'x'.join(map(str, want))}; pass the dataset the model was trained on")
+    if len(labels) and int(labels.max()) >= pipe.transformer.config.num_classes:
+        raise ValueError(f"--data {data} has class {int(labels.max())} but the model knows "
+                         f"{pipe.transformer.config.num_classes} classes; pass the dataset the model was trained on")
+
+
 def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epochs: int = 8, batch_size: int = 128,
                 seed: int = 0, overwrite: bool = False) -> dict:
     """Train the judge classifier on the train split and report its test accuracy."""
@@ -91,6 +103,7 @@ def evaluate_model(model: str, classifier: str, out: str | Path, *, data: str = 
     judge = load_judge(classifier, pipe, data)
     train_x, _ = dataset_tensors(data, "trainval", data_root)
     test_x, test_y = dataset_tensors(data, "test", data_root)
+    check_data(test_x, test_y, pipe, data)
     baseline = real_baseline(judge, train_x, test_x, test_y, seed=seed)
     images, labels = generate_per_class(pipe, num_per_class, seed=seed, **sampling)
     result = score_images(judge, images, labels, baseline.pop("test_features"))

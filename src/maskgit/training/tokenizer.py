@@ -23,6 +23,7 @@ from ..atomic import write_json_atomic
 from ..config import TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
 from ..evaluation.reconstruction import save_comparison
+from ..outputs import check_output_dir
 from ..vq import VQGAN, CodeUsage, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
@@ -139,7 +140,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     stop = cfg.max_steps if max_steps is None else min(cfg.max_steps, max_steps)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    out = Path(out)
+    out = check_output_dir(out)  # a file or read-only place in the way fails before any work
     # cpu=True on a machine without CUDA lets `accelerate launch --multi_gpu --num_processes N` (torchrun)
     # start N gloo-connected CPU processes; with CUDA, Accelerate places each process on its GPU.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
@@ -178,6 +179,9 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     if ckpt is not None:
         step = load_training_state(ckpt, modules=modules, optimizers=optimizers)["step"]
         accelerator.print(f"resumed from {ckpt} at step {step}")
+        if step >= stop:
+            accelerator.print(f"the run is already at step {step} (>= {stop}): nothing to train; final/ is written "
+                              f"from this checkpoint")
     batches = Batches(dataset, cfg, step * cfg.grad_accum_steps, rank, world, device)
     if step == 0 and cfg.codebook_init != "none":
         initialise_codebook(model, batches, cfg, accelerator)

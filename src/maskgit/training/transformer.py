@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json_atomic
 from ..config import ModelConfig, TokenizerConfig, TransformerConfig, TransformerTrainingConfig, to_dict
 from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
+from ..outputs import check_output_dir
 from ..pipeline import MaskGIT
 from ..transformer import MaskGITTransformer
 from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state
@@ -85,6 +86,9 @@ def check_model_settings(cfg: TransformerTrainingConfig, transformer: Transforme
         guidance_scale_at(cfg.sampling.guidance_scale, cfg.sampling.guidance_schedule, torch.zeros(1))
     except ValueError as err:
         raise ValueError(f"sampling.guidance_schedule: {err}") from err
+    if cfg.label_dropout > 0 and transformer.num_classes and not transformer.null_class:
+        raise ValueError(f"label_dropout {cfg.label_dropout} needs a null class to drop labels to: set "
+                         f"transformer.null_class to true, or label_dropout to 0")
     if class_names and len(class_names) != transformer.num_classes:
         raise ValueError(f"the dataset has {len(class_names)} classes but transformer.num_classes is "
                          f"{transformer.num_classes}")
@@ -119,7 +123,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
                          f"train the config's max_steps = {cfg.max_steps})")
     stop = cfg.max_steps if max_steps is None else min(cfg.max_steps, max_steps)
-    out = Path(out)
+    out = check_output_dir(out)  # a file or read-only place in the way fails before any work
     # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
@@ -149,6 +153,9 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
                                     optimizers={"optimizer": optimizer})
         step = state["step"]
         accelerator.print(f"resumed from {ckpt} at step {step}")
+        if step >= stop:
+            accelerator.print(f"the run is already at step {step} (>= {stop}): nothing to train; final/ is written "
+                              f"from this checkpoint")
         if accelerator.is_main_process:
             truncate_csv(out / "metrics.csv", step)
     model, optimizer = accelerator.prepare(model, optimizer)
