@@ -303,7 +303,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TransformerTrainingConfig:
-    """MVTM training of the transformer (SPEC section 3); defaults follow the official ImageNet recipe."""
+    """MVTM training of the transformer (SPEC section 3).
+
+    The optimiser defaults follow the official ImageNet recipe (batch 256, lr 1e-4, AdamW (0.9, 0.96), weight
+    decay 0.045, 5000 warm-up steps, label smoothing 0.1, EMA); the default network is the `TransformerConfig`
+    default, and `max_steps` must be set for the data (the official run is 300 ImageNet epochs).
+    """
 
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # for the periodic sample grids
