@@ -262,6 +262,14 @@ def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.
             "config": meta["config"], "extra": meta["extra"], "path": path}
 
 
+def stop_step(config_max_steps: int, max_steps: int | None) -> int:
+    """Where a run stops: the config's max_steps, or earlier with `--max-steps` (the LR schedule is unchanged)."""
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
+                         f"train the config's max_steps = {config_max_steps})")
+    return config_max_steps if max_steps is None else min(config_max_steps, max_steps)
+
+
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
     """The JSON part of a checkpoint (step, config, extra, ...) without loading any tensor."""
     meta_path = Path(path) / STATE_FILE

@@ -9,7 +9,6 @@ lacks); the data order and every random draw are functions of (seed, step, rank)
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -27,16 +26,14 @@ from ..outputs import check_output_dir
 from ..vq import VQGAN, CodeUsage, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
-from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state
+from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
+from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
 
 
 def lr_factor(step: int, cfg: TokenizerTrainingConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio at max_steps."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(step, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
 
 
 def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
@@ -134,10 +131,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
         ValueError: max_steps < 1, or an `out` holding a run started with other settings or data (see
             `check_resume`), before any training step.
     """
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
-                         f"train the config's max_steps = {cfg.max_steps})")
-    stop = cfg.max_steps if max_steps is None else min(cfg.max_steps, max_steps)
+    stop = stop_step(cfg.max_steps, max_steps)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work

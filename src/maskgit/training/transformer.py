@@ -8,7 +8,6 @@ of (seed, epoch), so a resumed run reproduces the uninterrupted one exactly.
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,18 +22,16 @@ from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
 from ..outputs import check_output_dir
 from ..pipeline import MaskGIT
 from ..transformer import MaskGITTransformer
-from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state
+from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
 from .ema import EMA
+from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
 from .token_cache import cached_tokens, tokenizer_fingerprint
 
 
 def lr_at(step: int, cfg: TransformerTrainingConfig) -> float:
     """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio at max_steps."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cfg.lr * warmup_cosine(step, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TransformerTrainingConfig) -> torch.optim.AdamW:
@@ -119,10 +116,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     from ..data import EpochBatchSampler, build_dataset, dataset_fingerprint
     from ..vq import load_tokenizer
 
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
-                         f"train the config's max_steps = {cfg.max_steps})")
-    stop = cfg.max_steps if max_steps is None else min(cfg.max_steps, max_steps)
+    stop = stop_step(cfg.max_steps, max_steps)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
     # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
