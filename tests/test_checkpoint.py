@@ -15,11 +15,10 @@ from maskgit.training.checkpoint import (
     flatten_state,
     latest_checkpoint,
     load_training_state,
-    load_weights,
     save_training_state,
-    save_weights,
     unflatten_state,
 )
+from maskgit.weights import load_weights, save_weights
 
 
 class Tied(torch.nn.Module):

@@ -119,7 +119,7 @@ def test_save_and_load_tokenizer(tmp_path):
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
     other = VQGAN(dataclasses.replace(TOKENIZER_PRESETS["tiny"], codebook_size=32))
-    from maskgit.training.checkpoint import load_weights
+    from maskgit.weights import load_weights
     with pytest.raises(ValueError, match="quantizer.codebook"):
         load_weights(other, tmp_path / "tokenizer.safetensors")
 

@@ -19,9 +19,9 @@ from . import editing
 from .atomic import write_json_atomic
 from .config import ModelConfig, SamplingConfig, from_dict, to_dict
 from .decoding import GeneratorArg, decode, guided_logits_fn
-from .training.checkpoint import load_weights, save_weights
 from .transformer import MaskGITTransformer
 from .vq import VQGAN
+from .weights import load_weights, save_weights
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 CONFIG_NAME = "config.json"

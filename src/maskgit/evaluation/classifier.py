@@ -56,7 +56,7 @@ class Classifier(nn.Module):
 
 
 def save_classifier(model: Classifier, directory: str | Path, metrics: dict | None = None) -> None:
-    from ..training.checkpoint import save_weights
+    from ..weights import save_weights
 
     directory = Path(directory)
     save_weights(model, directory / "classifier.safetensors")
@@ -71,7 +71,7 @@ def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -
     """
     import json
 
-    from ..training.checkpoint import load_weights
+    from ..weights import load_weights
 
     path = Path(directory) / "classifier.json"
     if not path.is_file():

@@ -1,9 +1,9 @@
 """Training loops (tokenizer, transformer) and their helpers: checkpoints, EMA, token cache. Re-exports only.
 
-The loops are imported lazily: `maskgit.training.checkpoint` is used by the model code itself.
+The loops are imported lazily so that importing the checkpoint helpers stays light.
 """
 
-from .checkpoint import latest_checkpoint, load_training_state, load_weights, save_training_state, save_weights
+from .checkpoint import latest_checkpoint, load_training_state, save_training_state
 
 
 def __getattr__(name):
@@ -18,5 +18,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'maskgit.training' has no attribute {name!r}")
 
 
-__all__ = ["latest_checkpoint", "load_training_state", "load_weights", "save_training_state", "save_weights",
-           "train_tokenizer", "train_transformer"]
+__all__ = ["latest_checkpoint", "load_training_state", "save_training_state", "train_tokenizer", "train_transformer"]

@@ -1,4 +1,4 @@
-"""Crash-safe training checkpoints and plain weight files, without pickle.
+"""Crash-safe training checkpoints, without pickle (plain weight files are in `maskgit.weights`).
 
 A checkpoint is a directory `step_XXXXXXXX/` holding one safetensors file per module, the tensors of
 every optimizer / scheduler state, and `state.json` (counters, RNG states, data position, config and
@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from ..atomic import _fsync_dir, write_bytes_atomic
 from ..config import config_differences, from_dict, to_dict
+from ..weights import load_weights, read_safetensors, save_weights
 
 STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
 LATEST = "latest"
@@ -31,65 +30,6 @@ LATEST = "latest"
 # run may use other values. Every other field (max_steps included: the LR schedule decays to it) must match.
 RESUME_FREE_FIELDS = frozenset({"log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "num_workers",
                                 "num_threads"})
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} not found")
-    data = path.read_bytes()
-    try:
-        tensors = load_bytes(data)
-        header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
-    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or foreign?): {err}") from err
-    return tensors, metadata
-
-
-# ---------------------------------------------------------------------------------------------- weights
-def _unique_tensors(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Drop tensors that share storage with an earlier key (tied weights); returns (tensors, alias -> key)."""
-    seen: dict[tuple, str] = {}
-    tensors, aliases = {}, {}
-    for name, tensor in state.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
-        if tensor.numel() and key in seen:
-            aliases[name] = seen[key]
-            continue
-        seen[key] = name
-        tensors[name] = tensor.detach().cpu().contiguous().clone()
-    return tensors, aliases
-
-
-def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Save `module.state_dict()` as safetensors, atomically (tied weights are stored once)."""
-    tensors, aliases = _unique_tensors(module.state_dict())
-    metadata = {"format": "pt", "maskgit_aliases": json.dumps(aliases)}
-    write_bytes_atomic(path, save_bytes(tensors, metadata=metadata))
-
-
-def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
-    """Raise a ValueError naming missing, unexpected and shape-mismatched keys."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    mismatched = [f"{k}: file {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
-                  for k in sorted(set(expected) & set(found)) if found[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        parts = [f"{label} ({len(items)}): {items[:8]}{' ...' if len(items) > 8 else ''}"
-                 for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                                      ("shape mismatches", mismatched)) if items]
-        raise ValueError(f"{source} does not fit the model: " + "; ".join(parts))
-
-
-def load_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load a `save_weights` file into `module`, strictly (every key present, same shapes)."""
-    path = Path(path)
-    tensors, metadata = _read_safetensors(path)
-    for alias, key in json.loads(metadata.get("maskgit_aliases", "{}")).items():
-        if key in tensors:
-            tensors[alias] = tensors[key]
-    check_state_dict(module.state_dict(), tensors, str(path))
-    module.load_state_dict(tensors, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------- nested states
@@ -249,7 +189,7 @@ def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.
     meta = read_checkpoint_meta(path)
     for name, module in modules.items():
         load_weights(module, path / f"{name}.safetensors")
-    tensors, _ = _read_safetensors(path / "states.safetensors")
+    tensors, _ = read_safetensors(path / "states.safetensors")
     objects = {f"optimizer:{k}": v for k, v in (optimizers or {}).items()}
     objects.update({f"scheduler:{k}": v for k, v in (schedulers or {}).items()})
     for key, obj in objects.items():

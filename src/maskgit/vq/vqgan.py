@@ -227,7 +227,7 @@ def save_tokenizer(model: VQGAN, directory: str | Path, *, dtype: torch.dtype | 
 
     from ..atomic import write_json_atomic
     from ..config import to_dict
-    from ..training.checkpoint import save_weights
+    from ..weights import save_weights
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,7 @@ def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") ->
     import json
 
     from ..config import from_dict
-    from ..training.checkpoint import load_weights
+    from ..weights import load_weights
 
     directory = Path(directory)
     config_path = directory / "tokenizer.json"
