@@ -13,7 +13,7 @@ from maskgit.vq import losses as L
 from maskgit.vq.discriminator import build_discriminator
 from maskgit.vq.vqgan import ResBlock
 
-OFFICIAL_TREE = Path("/work/shared/official_param_tree.json")
+OFFICIAL_TREE = Path(__file__).parent / "fixtures" / "official" / "official_param_tree.json"
 
 
 def shrink(cfg: TokenizerConfig) -> TokenizerConfig:
@@ -88,7 +88,6 @@ def test_clear_errors_for_wrong_inputs():
         TokenizerConfig(base_channels=12, norm_groups=8)
 
 
-@pytest.mark.skipif(not OFFICIAL_TREE.is_file(), reason="official parameter tree not available")
 def test_imagenet_preset_matches_official_parameter_tree():
     official = json.loads(OFFICIAL_TREE.read_text())["tokenizer"]
     model = VQGAN(TOKENIZER_PRESETS["imagenet"])

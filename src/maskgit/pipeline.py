@@ -21,7 +21,7 @@ from .config import ModelConfig, SamplingConfig, from_dict, to_dict
 from .decoding import GeneratorArg, decode, guided_logits_fn
 from .transformer import MaskGITTransformer
 from .vq import VQGAN
-from .weights import load_weights, save_weights
+from .weights import empty_module, load_weights, save_weights
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 CONFIG_NAME = "config.json"
@@ -45,6 +45,27 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device mps is not available on this machine; use the cpu device (--device cpu)")
     return device
+
+
+def class_index_by_name(class_names: Sequence[str], name: str) -> int:
+    """Index of the class called `name` (case-insensitive): its whole name or one of its comma-separated
+    synonyms ("golden retriever", "tench" for "tench, Tinca tinca"); an ambiguous synonym is refused."""
+    key = name.strip().lower()
+    found = [i for i, n in enumerate(class_names) if n.lower() == key]
+    if not found:
+        found = [i for i, n in enumerate(class_names) if key in (s.strip().lower() for s in n.split(","))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        choices = "; ".join(f"{i} = {class_names[i]!r}" for i in found)
+        raise ValueError(f"class name {name!r} is ambiguous ({choices}): pass the class index")
+    if len(class_names) <= 20:
+        raise ValueError(f"unknown class name {name!r}; known names: {list(class_names) or 'none'}")
+    import difflib
+
+    close = difflib.get_close_matches(key, [n.lower() for n in class_names], n=5, cutoff=0.5)
+    raise ValueError(f"unknown class name {name!r} among {len(class_names)} classes"
+                     + (f"; close: {close}" if close else "; pass a class index"))
 
 
 def bundled_models() -> list[str]:
@@ -110,7 +131,7 @@ class MaskGIT(nn.Module):
             config = from_dict(ModelConfig, json.loads((directory / CONFIG_NAME).read_text()))
         except (json.JSONDecodeError, TypeError, ValueError) as err:
             raise ValueError(f"{directory / CONFIG_NAME} is not a valid maskgit config: {err}") from err
-        model = cls.from_config(config)
+        model = empty_module(lambda: cls.from_config(config))  # every weight is loaded next
         load_weights(model.tokenizer, directory / TOKENIZER_WEIGHTS)
         load_weights(model.transformer, directory / TRANSFORMER_WEIGHTS)
         return model.to(device).eval()
@@ -142,10 +163,7 @@ class MaskGIT(nn.Module):
 
     def _class_index(self, label: int | str) -> int:
         if isinstance(label, str) and not label.lstrip("-").isdigit():
-            lowered = [n.lower() for n in self.class_names]
-            if label.lower() not in lowered:
-                raise ValueError(f"unknown class name {label!r}; known names: {list(self.class_names) or 'none'}")
-            return lowered.index(label.lower())
+            return class_index_by_name(self.class_names, label)
         if isinstance(label, bool) or not isinstance(label, (int, str)) and not hasattr(label, "__index__"):
             raise ValueError(f"labels must be class indices or names, got {label!r}")
         return int(label)

@@ -241,13 +241,14 @@ def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") ->
     import json
 
     from ..config import from_dict
-    from ..weights import load_weights
+    from ..weights import empty_module, load_weights
 
     directory = Path(directory)
     config_path = directory / "tokenizer.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: expected a directory written by save_tokenizer "
                                 f"(tokenizer.safetensors + tokenizer.json)")
-    model = VQGAN(from_dict(TokenizerConfig, json.loads(config_path.read_text())))
+    config = from_dict(TokenizerConfig, json.loads(config_path.read_text()))
+    model = empty_module(lambda: VQGAN(config))  # every weight is loaded next
     load_weights(model, directory / "tokenizer.safetensors")
     return model.to(device).eval()
