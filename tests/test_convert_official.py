@@ -345,3 +345,28 @@ def test_cli_converts_with_progress_and_the_directory_samples(tmp_path):
                             capture_output=True, text=True)
     assert sample.returncode == 0, sample.stderr
     assert list((tmp_path / "s").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_official_imagenet_256_shapes_convert_and_sample_from_the_command_line(tmp_path):
+    """Acceptance: random arrays with exactly the official ImageNet-256 paths and shapes, in the official
+    serialisation, convert with config=None (presets recognised) and sample through the CLI (~1-3 min)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from official_imagenet import write_synthetic_checkpoints
+
+    transformer_path, tokenizer_path = write_synthetic_checkpoints(tmp_path)
+    cli = [sys.executable, "-m", "maskgit.cli"]
+    done = subprocess.run(cli + ["convert-official", "--transformer", str(transformer_path), "--tokenizer",
+                                 str(tokenizer_path), "--out", str(tmp_path / "imagenet-256")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "transformer: imagenet-256" in done.stdout
+    config = json.loads((tmp_path / "imagenet-256" / "config.json").read_text())
+    assert config["transformer"] == json.loads(json.dumps(TRANSFORMER_PRESETS["imagenet-256"].__dict__))
+    assert config["class_names"][207] == "golden retriever"
+    done = subprocess.run(cli + ["sample", "--model", str(tmp_path / "imagenet-256"), "--labels", "1", "--steps", "2",
+                                 "--out", str(tmp_path / "samples")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "samples" / "0000_goldfish.png").size == (256, 256)

@@ -60,5 +60,5 @@ def _image_name(pipe, index: int, labels: torch.Tensor | None) -> str:
     if labels is None:
         return f"{index:04d}.png"
     label = int(labels[index])
-    name = pipe.class_names[label] if pipe.class_names else f"class{label}"
+    name = pipe.class_names[label].split(",")[0] if pipe.class_names else f"class{label}"  # first synonym
     return f"{index:04d}_{name.replace('/', '-').replace(' ', '-').lower()}.png"
