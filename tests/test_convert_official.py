@@ -329,22 +329,32 @@ def test_imagenet_class_names_resolve_by_name_and_synonym():
         class_index_by_name(names, "golden retreiver")
 
 
-def test_cli_converts_with_progress_and_the_directory_samples(tmp_path):
+def test_cli_converts_with_progress_and_the_directory_samples_and_edits(tmp_path, capsys):
+    from PIL import Image
+
+    from maskgit.cli import main
+
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"class {i}" for i in range(10)) + "\n")
-    cmd = [sys.executable, "-m", "maskgit.cli", "convert-official", "--transformer", str(TRANSFORMER),
-           "--tokenizer", str(TOKENIZER), "--out", str(tmp_path / "m"), "--class-names", str(names)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert [line[:5] for line in done.stdout.splitlines() if line.startswith("[")] == ["[1/4]", "[2/4]", "[3/4]",
-                                                                                     "[4/4]"]
-    again = subprocess.run(cmd, capture_output=True, text=True)
-    assert again.returncode == 2 and "--overwrite" in again.stderr and again.stderr.count("\n") == 1
-    sample = subprocess.run([sys.executable, "-m", "maskgit.cli", "sample", "--model", str(tmp_path / "m"),
-                             "--labels", "class 1", "--num", "1", "--steps", "2", "--out", str(tmp_path / "s")],
-                            capture_output=True, text=True)
-    assert sample.returncode == 0, sample.stderr
+    argv = ["convert-official", "--transformer", str(TRANSFORMER), "--tokenizer", str(TOKENIZER), "--out",
+            str(tmp_path / "m"), "--class-names", str(names)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert [line[:5] for line in out.splitlines() if line.startswith("[")] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and err.count("\n") == 1
+    assert main(["sample", "--model", str(tmp_path / "m"), "--labels", "class 1", "--num", "1", "--steps", "2",
+                 "--out", str(tmp_path / "s")]) == 0
     assert list((tmp_path / "s").glob("*.png"))
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 4)).save(tmp_path / "mask.png")
+    # Official models have no null class, so every edit names a class.
+    model = ["--model", str(tmp_path / "m"), "--steps", "4", "--label", "class 2"]
+    for task, extra in (("inpaint", ["--mask", str(tmp_path / "mask.png")]), ("outpaint", ["--pad", "0,0,8,0"]),
+                        ("edit", ["--box", "4,4,12,12", "--steps", "6"])):
+        assert main([task, str(tmp_path / "in.png"), *model, *extra, "--out", str(tmp_path / task)]) == 0, task
+        assert Image.open(tmp_path / task / f"in_{task}.png").size == ((24, 16) if task == "outpaint" else (16, 16))
 
 
 @pytest.mark.slow
