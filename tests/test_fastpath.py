@@ -4,8 +4,7 @@ import warnings
 import pytest
 import torch
 
-from maskgit import MaskGIT
-from maskgit import fastpath
+from maskgit import MaskGIT, fastpath
 from maskgit.decoding import decode
 from maskgit.fastpath import cpu_has_native_bf16, pick_dtype, resolve_dtype, resolve_mixed_precision
 
