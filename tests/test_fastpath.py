@@ -98,3 +98,19 @@ def test_bfloat16_path_keeps_the_schedule_and_most_tokens(bundled):
     assert torch.equal(unknown(ref_hist), unknown(low_hist))  # the same number decided at every step
     assert (ref == low).float().mean() >= 0.8  # the same tokens at most positions
 
+
+
+def test_cli_dtype_option_reaches_sampling_and_is_recorded(tmp_path, capsys):
+    import json
+
+    from maskgit.cli import main
+
+    assert main(["sample", "--model", "fashion-mnist", "--labels", "0", "--out", str(tmp_path / "a"),
+                 "--dtype", "float32"]) == 0
+    assert json.loads((tmp_path / "a" / "sampling.json").read_text())["overrides"]["dtype"] == "float32"
+    with pytest.raises(SystemExit):
+        main(["sample", "--model", "fashion-mnist", "--out", str(tmp_path / "b"), "--dtype", "int8"])
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["sample", "--model", "fashion-mnist", "--labels", "0", "--out", str(tmp_path / "c"),
+                 "--top-k", "5"]) == 2
+    assert "only apply to autoregressive" in capsys.readouterr().err
