@@ -48,18 +48,38 @@ def add_sampling_args(parser: argparse.ArgumentParser, steps_default: str = "the
     g.add_argument("--guidance-schedule", choices=["constant", "linear"], default=None)
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="compute dtype of the transformer (weights stay float32); auto: the fastest for the device: "
+                        "bfloat16 on CUDA and on CPUs with native bf16, float32 elsewhere (default: auto)")
+    g.add_argument("--compile", action="store_true",
+                   help="run the decoding step through torch.compile (CUDA: captured as a CUDA graph); the first "
+                        "call compiles, which pays off for large batches or many calls")
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict:
-    keys = ["steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule"]
-    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    keys = ["steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule", "dtype"]
+    kwargs = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    return {**kwargs, "compile": True} if args.compile else kwargs
+
+
+def add_autoregressive_args(parser: argparse.ArgumentParser) -> None:
+    """Options of the autoregressive baseline's samplers (models trained with transformer.causal)."""
+    g = parser.add_argument_group("autoregressive models (transformer.causal)")
+    g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes (default: all)")
+    g.add_argument("--ar-sampler", choices=["cached", "naive"], default=None,
+                   help="cached: keys/values kept per layer (default); naive: the whole prefix recomputed per token")
+
+
+def autoregressive_kwargs(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("top_k", args.top_k), ("sampler", args.ar_sampler)) if v is not None}
 
 
 def add_sample_parser(sub) -> None:
     p = sub.add_parser("sample", help="generate images with a trained model",
                        description="Generate class-conditional images by iterative parallel decoding. Writes one "
                                    "PNG per image, a grid, the resolved sampling config, and optionally a strip "
-                                   "of the decoding steps (the paper's t = 0..T figure).")
+                                   "of the decoding steps (the paper's t = 0..T figure). Autoregressive models "
+                                   "(transformer.causal) are sampled token by token in raster order.")
     p.add_argument("--model", default="fashion-mnist", help="bundled model name or a save_pretrained directory")
     p.add_argument("--labels", type=_labels_arg, default=None,
                    help="comma-separated class indices or names, e.g. 0,3,7 or sneaker,bag (default: every class)")
@@ -68,6 +88,7 @@ def add_sample_parser(sub) -> None:
     p.add_argument("--show-steps", action="store_true", help="also write steps.png (tokens after each step)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing files that already exist in --out")
     add_sampling_args(p)
+    add_autoregressive_args(p)
     p.set_defaults(func=run_sample)
 
 
@@ -76,7 +97,7 @@ def run_sample(args: argparse.Namespace) -> None:
 
     written = sample_to_directory(args.model, args.out, labels=args.labels, num_per_label=args.num,
                                   seed=args.seed, device=args.device, show_steps=args.show_steps,
-                                  overwrite=args.overwrite, **sampling_kwargs(args))
+                                  overwrite=args.overwrite, **sampling_kwargs(args), **autoregressive_kwargs(args))
     print(f"wrote {len(written)} files to {args.out}")
 
 
@@ -344,9 +365,63 @@ def run_convert_official(args: argparse.Namespace) -> None:
     print(f"converted {params:,} parameters -> {args.out} (use --model {args.out})")
 
 
+def _strs(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="time MaskGIT sampling against the autoregressive baseline",
+                       description="Time token sampling of MaskGIT (T steps) and of the autoregressive baseline "
+                                   "(naive and KV-cached) on one network with random weights of a preset's shape, "
+                                   "side by side: images/s, s/image, speed-ups, FLOPs per image, the fraction of a "
+                                   "matmul peak measured in the same run, peak memory and the network's share of "
+                                   "the time. Cells over the time budget are also timed on a reduced preset (width, "
+                                   "heads and depth divided by --reduce-factor). Writes OUT.json, OUT.png, OUT.md.")
+    p.add_argument("--out", type=Path, required=True, help="JSON file for the results (.png and .md beside it)")
+    p.add_argument("--preset", default=None, help="transformer preset whose shape is timed (default: imagenet-256)")
+    p.add_argument("--grids", type=_ints, default=None, help="token grid sides, e.g. 16,32 (default: 16,32)")
+    p.add_argument("--batches", type=_ints, default=None, help="batch sizes, e.g. 1,8,64 (default: 1,8,64)")
+    p.add_argument("--dtypes", type=_strs, default=None,
+                   help="compute dtypes among float32,bfloat16,float16 (default: float32,bfloat16)")
+    p.add_argument("--samplers", type=_strs, default=None,
+                   help="maskgit-T (T steps), ar-cached, ar-naive (default: maskgit-8,maskgit-12,ar-cached,ar-naive)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per cell after one warm-up (default: 3)")
+    p.add_argument("--cell-budget", dest="cell_budget_s", type=float, default=None,
+                   help="seconds one cell may take; slower cells are skipped at full size (default: 180)")
+    p.add_argument("--reduce-factor", type=int, default=None,
+                   help="the reduced preset divides width, heads and depth by this (default: 4)")
+    p.add_argument("--matmul-size", type=int, default=None, help="side of the square matmul timed as the peak")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="allow replacing existing result files")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from .speed.report import bench_to_files, settings_from_args
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = settings_from_args(
+        preset=args.preset, grids=args.grids and tuple(args.grids), batches=args.batches and tuple(args.batches),
+        dtypes=args.dtypes and tuple(args.dtypes), samplers=args.samplers and tuple(args.samplers),
+        repeats=args.repeats, cell_budget_s=args.cell_budget_s, reduce_factor=args.reduce_factor, device=args.device,
+        matmul_size=args.matmul_size, seed=args.seed)
+    result = bench_to_files(settings, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    timed = sum("images_per_s" in r for r in result["rows"])
+    print(f"{timed} of {len(result['rows'])} cells timed (auto dtype here: {result['machine']['auto_dtype']}) "
+          f"-> {args.out}, {args.out.with_suffix('.png')}, {args.out.with_suffix('.md')}")
+
+
 PARSERS = [add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_evaluate_editing_parser,
            add_train_classifier_parser,
-           add_train_tokenizer_parser, add_eval_tokenizer_parser, add_convert_official_parser]
+           add_train_tokenizer_parser, add_eval_tokenizer_parser, add_convert_official_parser, add_bench_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -224,6 +224,7 @@ class TransformerConfig:
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     null_class: bool = True  # extra class row for label dropout / guidance
+    causal: bool = False  # True: the autoregressive baseline (raster order, next-token objective; baselines/)
 
     def __post_init__(self):
         _check_ranges(self, positive=("codebook_size", "grid_size", "hidden_size", "num_layers", "num_heads",
@@ -328,7 +329,7 @@ class TransformerTrainingConfig:
     unmasked_weight: float = 0.0  # 0 = loss on masked tokens only (official)
     ema_decay: float = 0.999
     hflip: bool = False  # horizontal flip augmentation (tokens of both views are cached)
-    mixed_precision: str = "no"  # "no", "bf16" or "fp16" (Accelerate)
+    mixed_precision: str = "no"  # "no", "bf16", "fp16" (Accelerate) or "auto" (bf16 where it is fast; precision.py)
     seed: int = 0
     log_every: int = 50
     sample_every: int = 1000  # 0 = no sample grids
@@ -344,8 +345,9 @@ class TransformerTrainingConfig:
                                 "betas[1]"))
         if self.dropout is not None and not 0 <= self.dropout <= 1:
             raise ValueError(f"dropout must be in [0, 1] or null, got {self.dropout!r}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be one of ('no', 'bf16', 'fp16'), got {self.mixed_precision!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+            raise ValueError(f"mixed_precision must be one of ('no', 'bf16', 'fp16', 'auto'), got "
+                             f"{self.mixed_precision!r}")
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,7 @@ class TokenizerTrainingConfig:
     # data and bookkeeping
     hflip: bool = False
     crop_pad: int = 0  # random crops of reflect-padded images (translations by up to crop_pad pixels)
-    mixed_precision: str = "no"  # "no" or "bf16" (Accelerate)
+    mixed_precision: str = "no"  # "no", "bf16" (Accelerate) or "auto" (bf16 where it is fast; precision.py)
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
     seed: int = 0
     log_every: int = 50
@@ -427,7 +429,7 @@ class TokenizerTrainingConfig:
     def __post_init__(self):
         choices = {"disc_loss": ("hinge", "non-saturating"), "gen_loss": ("hinge", "non-saturating"),
                    "entropy_loss_type": ("softmax", "argmax"), "codebook_init": ("kmeans", "sample", "none"),
-                   "mixed_precision": ("no", "bf16")}
+                   "mixed_precision": ("no", "bf16", "auto")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -87,6 +87,8 @@ def decode(
     unknown_at_start = (tokens == mask_id).sum(-1)  # U0, per sample: (B,)
     current = tokens.clone()
     history = []
+    # r = (t+1)/T for every step, copied to the device once: the loop itself never waits for the host.
+    progress = torch.tensor([(t + 1) / steps for t in range(steps)], dtype=torch.float32, device=device)
     for t in range(start_iter, steps):
         unknown = current == mask_id  # (B, N)
         logits = logits_fn(current).float() / temperature  # (B, N, K)
@@ -102,7 +104,7 @@ def decode(
             # Official cumulative rule, in float32: n = floor(U0 * gamma(r)), clamped to [1, unknown - 1].
             r = (t + 1) / steps
             # log/exp take each sample's initial unknown count as N, as the official schedule call does.
-            ratio = mask_ratio(torch.tensor(r, dtype=torch.float32, device=device), schedule, unknown_at_start)
+            ratio = mask_ratio(progress[t], schedule, unknown_at_start)
             n = torch.floor(unknown_at_start.float() * ratio).long()
             n = torch.maximum(torch.ones_like(n), torch.minimum(unknown.sum(-1) - 1, n))
             noisy = log_conf + choice_temperature * (1.0 - r) * _gumbel((batch, num_tokens), generator, device)

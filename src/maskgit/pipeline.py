@@ -3,6 +3,7 @@
 `MaskGIT.generate` samples class-conditional images by iterative parallel decoding;
 `fill_tokens` is the one entry to the decoding loop (generation and every editing task use it);
 `save_pretrained` / `from_pretrained` store both networks as safetensors plus one JSON config.
+A causal transformer (the autoregressive baseline) is sampled token by token (`sample_autoregressive`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from . import editing
 from .atomic import write_json_atomic
 from .config import ModelConfig, SamplingConfig, from_dict, to_dict
 from .decoding import GeneratorArg, decode, guided_logits_fn
+from .fastpath import autocast, fast_forward, resolve_dtype
 from .transformer import MaskGITTransformer
 from .vq import VQGAN
 from .weights import empty_module, load_weights, save_weights
@@ -78,6 +80,8 @@ def bundled_models() -> list[str]:
 class MaskGIT(nn.Module):
     """Tokenizer + transformer, with sampling defaults and class names."""
 
+    default_dtype: str | torch.dtype = "float32"  # compute dtype of sampling; from_pretrained sets "auto"
+
     def __init__(self, tokenizer: VQGAN, transformer: MaskGITTransformer, sampling: SamplingConfig | None = None,
                  class_names: Sequence[str] = ()):
         super().__init__()
@@ -115,9 +119,15 @@ class MaskGIT(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu") -> "MaskGIT":
-        """Load a bundled model by name (see `bundled_models()`) or a directory from `save_pretrained`."""
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
+                        dtype: str | torch.dtype = "auto") -> "MaskGIT":
+        """Load a bundled model by name (see `bundled_models()`) or a directory from `save_pretrained`.
+
+        `dtype` is the compute dtype of sampling (weights stay float32): "auto" picks the fastest for the
+        device (bf16 on CUDA and on CPUs with native bf16, float32 elsewhere; see `maskgit.fastpath`).
+        """
         device = resolve_device(device)
+        resolve_dtype(dtype, device)  # a bad name fails before loading
         directory = Path(name_or_path)
         if not (directory / CONFIG_NAME).is_file():
             if str(name_or_path) in bundled_models():
@@ -134,6 +144,7 @@ class MaskGIT(nn.Module):
         model = empty_module(lambda: cls.from_config(config))  # every weight is loaded next
         load_weights(model.tokenizer, directory / TOKENIZER_WEIGHTS)
         load_weights(model.transformer, directory / TRANSFORMER_WEIGHTS)
+        model.default_dtype = dtype
         return model.to(device).eval()
 
     # ------------------------------------------------------------------ sampling
@@ -172,21 +183,62 @@ class MaskGIT(nn.Module):
                     schedule: str | None = None, temperature: float | None = None,
                     choice_temperature: float | None = None, guidance_scale: float | None = None,
                     guidance_schedule: str | None = None, start_iter: int = 0,
-                    generator: GeneratorArg = None, return_history: bool = False):
-        """Decode the `mask_id` positions of (B, N) `tokens`; unset arguments take `self.sampling`."""
+                    generator: GeneratorArg = None, return_history: bool = False,
+                    dtype: str | torch.dtype | None = None, compile: bool = False):
+        """Decode the `mask_id` positions of (B, N) `tokens`; unset arguments take `self.sampling`.
+
+        `dtype` (None: `self.default_dtype`) runs the network under autocast; `compile` through torch.compile.
+        """
         s = self.sampling
         cfg = self.transformer.config
+        if cfg.causal:
+            raise ValueError("this is an autoregressive (causal) model: it samples whole images in raster order "
+                             "(generate); iterative decoding and editing need a bidirectional MaskGIT model")
+        network = fast_forward(self.transformer, resolve_dtype(dtype or self.default_dtype, self.device),
+                               compile=compile)
         logits_fn = guided_logits_fn(
-            self.transformer, labels, mask_id=cfg.mask_id, null_label=cfg.null_label,
+            network, labels, mask_id=cfg.mask_id, null_label=cfg.null_label,
             guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
             guidance_schedule=guidance_schedule or s.guidance_schedule,
         )
-        return decode(
-            logits_fn, tokens, mask_id=cfg.mask_id, steps=s.steps if steps is None else steps,
-            schedule=schedule or s.schedule, temperature=s.temperature if temperature is None else temperature,
-            choice_temperature=s.choice_temperature if choice_temperature is None else choice_temperature,
-            start_iter=start_iter, generator=generator, return_history=return_history,
-        )
+        with torch.inference_mode():
+            out = decode(
+                logits_fn, tokens, mask_id=cfg.mask_id, steps=s.steps if steps is None else steps,
+                schedule=schedule or s.schedule, temperature=s.temperature if temperature is None else temperature,
+                choice_temperature=s.choice_temperature if choice_temperature is None else choice_temperature,
+                start_iter=start_iter, generator=generator, return_history=return_history,
+            )
+        return tuple(t.clone() for t in out) if return_history else out.clone()  # plain tensors again
+
+    def sample_autoregressive(self, labels: torch.Tensor | None, num_samples: int | None = None, *,
+                              sampler: str = "cached", temperature: float | None = None, top_k: int | None = None,
+                              generator: GeneratorArg = None, return_history: bool = False,
+                              dtype: str | torch.dtype | None = None, compile: bool = False, **unused):
+        """(B, N) tokens from a causal transformer, one per step (`maskgit.baselines.sample_autoregressive`).
+
+        MaskGIT-only settings (steps, schedule, choice_temperature, guidance) are refused if given.
+        """
+        from .baselines import sample_autoregressive
+
+        given = sorted(k for k, v in unused.items() if v is not None)
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to MaskGIT decoding; an autoregressive model samples "
+                             f"with temperature and top_k")
+        if compile:
+            raise ValueError("compile applies to MaskGIT decoding (static shapes); the autoregressive samplers change "
+                             "shape every step")
+        compute_dtype = resolve_dtype(dtype or self.default_dtype, self.device)
+
+        def network(fn, *args):
+            with autocast(self.device, compute_dtype):
+                return fn(*args)
+
+        with torch.inference_mode():
+            out = sample_autoregressive(
+                self.transformer, labels, num_samples=num_samples, sampler=sampler,
+                temperature=self.sampling.temperature if temperature is None else temperature, top_k=top_k,
+                generator=generator, return_history=return_history, forward=network)
+        return tuple(t.clone() for t in out) if return_history else out.clone()
 
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) codebook ids (raster order) -> images (B, C, H, W) in [0, 1]."""
@@ -213,18 +265,25 @@ class MaskGIT(nn.Module):
             labels: class indices or names, one per image (None for an unconditional model).
             num_samples: batch size when labels is None, or to repeat a single label.
             **sampling: steps, schedule, temperature, choice_temperature, guidance_scale,
-                guidance_schedule, generator (see `fill_tokens`).
+                guidance_schedule, generator, dtype, compile (see `fill_tokens`); for a causal model
+                temperature, top_k, sampler, generator, dtype (see `sample_autoregressive`).
         Returns:
             (B, C, H, W) float images in [0, 1]; with return_history, also the (B, T, N) tokens
-            after each step (mask id where still unknown).
+            after each step (mask id where still unknown; a causal model: after each row).
         """
         labels = self.resolve_labels(labels, num_samples)
         batch = labels.numel() if labels is not None else num_samples
         if not batch:
             raise ValueError("nothing to generate: pass labels or num_samples")
         cfg = self.transformer.config
-        tokens = torch.full((batch, cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=self.device)
-        out = self.fill_tokens(tokens, labels, return_history=return_history, **sampling)
+        if cfg.causal:
+            out = self.sample_autoregressive(labels, batch, return_history=return_history, **sampling)
+        else:
+            given = sorted(k for k in ("top_k", "sampler") if sampling.pop(k, None) is not None)
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to autoregressive (causal) models")
+            tokens = torch.full((batch, cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=self.device)
+            out = self.fill_tokens(tokens, labels, return_history=return_history, **sampling)
         if return_history:
             return self.decode_tokens(out[0]), out[1]
         return self.decode_tokens(out)

@@ -43,6 +43,7 @@ class Attention(nn.Module):
         self.num_heads = config.num_heads
         self.query, self.key, self.value, self.out = (nn.Linear(d, d) for _ in range(4))
         self.attention_output_ln = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.causal = config.causal  # the autoregressive baseline: position i attends to positions <= i
         self.dropout_p = config.dropout
         self.dropout = nn.Dropout(config.dropout)
 
@@ -50,7 +51,7 @@ class Attention(nn.Module):
         b, n, d = x.shape
         heads = [proj(x).view(b, n, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value)]
         p = self.dropout_p if self.training else 0.0
-        y = F.scaled_dot_product_attention(*heads, dropout_p=p)  # (B, heads, N, head_dim)
+        y = F.scaled_dot_product_attention(*heads, dropout_p=p, is_causal=self.causal)  # (B, heads, N, head_dim)
         y = self.out(y.transpose(1, 2).reshape(b, n, d))
         return self.attention_output_ln(x + self.dropout(y))
 
@@ -98,7 +99,11 @@ class MlmLayer(nn.Module):
 
 
 class MaskGITTransformer(nn.Module):
-    """Bidirectional transformer: (tokens, labels) -> logits over the codebook at every grid position."""
+    """Bidirectional transformer: (tokens, labels) -> logits over the codebook at every grid position.
+
+    With `config.causal` the same network is the autoregressive baseline: the input is shifted right
+    behind the class token ([class, t0 .. t_{N-2}]) and the logits at position i predict token i.
+    """
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -122,7 +127,7 @@ class MaskGITTransformer(nn.Module):
             labels: (B,) long class indices in [0, num_classes) or `config.null_label`;
                 None for an unconditional model (num_classes == 0).
         Returns:
-            (B, N, codebook_size) logits.
+            (B, N, codebook_size) logits; for a causal model, logits[:, i] depend on tokens[:, :i] only.
         """
         cfg = self.config
         if tokens.shape[1] != cfg.num_tokens:
@@ -133,8 +138,11 @@ class MaskGITTransformer(nn.Module):
             ids = torch.cat([(labels + cfg.codebook_size).unsqueeze(1), tokens], dim=1)  # class token first
         else:
             ids = tokens
+        if cfg.causal:  # next-token prediction: drop the last token, start from the class (or mask) token
+            ids = ids[:, :-1] if cfg.num_classes > 0 else torch.cat([torch.full_like(ids[:, :1], cfg.mask_id),
+                                                                    ids[:, :-1]], dim=1)
         x = self.Embed_0(ids)  # (B, L, D)
         for layer in self.layers:
             x = layer(x)
         logits = self.MlmLayer_0(x, self.Embed_0.word_embeddings.weight, cfg.codebook_size)
-        return logits[:, ids.shape[1] - cfg.num_tokens :]
+        return logits[:, ids.shape[1] - cfg.num_tokens :]  # causal: L = N, all of them

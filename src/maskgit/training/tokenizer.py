@@ -22,6 +22,7 @@ from ..atomic import write_json_atomic
 from ..config import TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
 from ..evaluation.reconstruction import save_comparison
+from ..fastpath import resolve_mixed_precision
 from ..outputs import check_output_dir
 from ..vq import VQGAN, CodeUsage, save_tokenizer
 from ..vq import losses as L
@@ -137,7 +138,8 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
     # cpu=True on a machine without CUDA lets `accelerate launch --multi_gpu --num_processes N` (torchrun)
     # start N gloo-connected CPU processes; with CUDA, Accelerate places each process on its GPU.
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    mixed_precision = resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     tcfg = cfg.tokenizer

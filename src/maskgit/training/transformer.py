@@ -17,7 +17,9 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
+from ..baselines.objective import next_token_step_loss
 from ..config import ModelConfig, TokenizerConfig, TransformerConfig, TransformerTrainingConfig, to_dict
+from ..fastpath import resolve_mixed_precision
 from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
 from ..outputs import check_output_dir
 from ..pipeline import MaskGIT
@@ -63,8 +65,9 @@ def save_sample_grid(pipe: MaskGIT, path: Path, cfg: TransformerTrainingConfig, 
     labels = torch.arange(num_classes).repeat_interleave(per_class) if pipe.transformer.config.num_classes else None
     g = torch.Generator(pipe.device).manual_seed(cfg.seed)
     s = cfg.sampling
-    images = pipe.generate(labels, num_samples=None if labels is not None else per_class, generator=g,
-                           steps=s.steps, schedule=s.schedule, guidance_scale=s.guidance_scale)
+    decoding = {} if cfg.transformer.causal else {"steps": s.steps, "schedule": s.schedule,
+                                                  "guidance_scale": s.guidance_scale}
+    images = pipe.generate(labels, num_samples=None if labels is not None else per_class, generator=g, **decoding)
     save_grid(images, path, nrow=per_class)
 
 
@@ -119,7 +122,8 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     stop = stop_step(cfg.max_steps, max_steps)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
     # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    mixed_precision = resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     tokenizer = load_tokenizer(tokenizer_dir).to(device)
@@ -139,6 +143,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
 
     torch.manual_seed(cfg.seed)
     model = MaskGITTransformer(tcfg).to(device)
+    step_loss = next_token_step_loss if tcfg.causal else mvtm_step_loss  # causal: the autoregressive baseline
     ema = EMA(model, cfg.ema_decay)
     optimizer = build_optimizer(model, cfg)
     step = 0
@@ -170,7 +175,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
             # Gradients are all-reduced on the last micro-batch only.
             sync = micro == cfg.grad_accum_steps - 1
             with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
-                loss, acc = mvtm_step_loss(model, tokens[idx], labels[idx] if tcfg.num_classes else None, cfg, gen)
+                loss, acc = step_loss(model, tokens[idx], labels[idx] if tcfg.num_classes else None, cfg, gen)
                 accelerator.backward(loss / cfg.grad_accum_steps)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else 0.0
         optimizer.step()

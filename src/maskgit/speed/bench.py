@@ -1,0 +1,225 @@
+"""Timed benchmark cells: MaskGIT decoding and both autoregressive samplers on one network, side by side.
+
+Every cell samples tokens (the transformer; the tokenizer's decoder is not timed) with random weights of a
+preset's shape: one warm-up run, then the median of repeats, with the device synchronised before each clock
+read and every network call timed (network vs the rest). A cell whose FLOP estimate or warm-up exceeds the
+time budget is not timed at full size; `run_benchmark` then times the whole group on a reduced preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..baselines.autoregressive import sample_autoregressive
+from ..config import TransformerConfig
+from ..decoding import decode, guided_logits_fn
+from ..fastpath import autocast, fast_forward, matmul_flops_per_s, synchronize
+from ..transformer import MaskGITTransformer
+from .flops import sampler_cost
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Which cells to time and how (see `maskgit bench --help`)."""
+
+    preset: str = "imagenet-256"
+    grids: tuple[int, ...] = (16, 32)
+    batches: tuple[int, ...] = (1, 8, 64)
+    dtypes: tuple[str, ...] = ("float32", "bfloat16")
+    samplers: tuple[str, ...] = ("maskgit-8", "maskgit-12", "ar-cached", "ar-naive")
+    repeats: int = 3
+    cell_budget_s: float = 180.0
+    reduce_factor: int = 4  # reduced preset: width, heads and depth divided by this (same depth-to-width ratio)
+    device: str = "cpu"
+    matmul_size: int = 1024
+    seed: int = 0
+
+
+class OverBudget(Exception):
+    """Raised from inside a sampling run once the cell's time budget is spent."""
+
+
+def reduced_config(cfg: TransformerConfig, factor: int) -> TransformerConfig:
+    """The same shape with hidden size, MLP width, heads and layers divided by `factor`."""
+    return dataclasses.replace(cfg, hidden_size=max(cfg.hidden_size // factor, 8),
+                               intermediate_size=max(cfg.intermediate_size // factor, 8),
+                               num_heads=max(cfg.num_heads // factor, 1), num_layers=max(cfg.num_layers // factor, 1))
+
+
+@dataclass
+class Networks:
+    """One set of random weights, as the bidirectional model and as its causal twin."""
+
+    bidirectional: MaskGITTransformer
+    causal: MaskGITTransformer = field(init=False)
+
+    def __post_init__(self):
+        self.causal = MaskGITTransformer(dataclasses.replace(self.bidirectional.config, causal=True))
+        self.causal.load_state_dict(self.bidirectional.state_dict())
+        self.causal.to(next(self.bidirectional.parameters()).device).eval()
+
+
+def build_networks(cfg: TransformerConfig, device: torch.device, seed: int) -> Networks:
+    torch.manual_seed(seed)
+    return Networks(MaskGITTransformer(dataclasses.replace(cfg, dropout=0.0)).to(device).eval())
+
+
+class _RssPeak:
+    """Peak resident memory of this process while the block runs (Linux; sampled every 5 ms)."""
+
+    def __enter__(self):
+        self.peak, self._stop = _rss_bytes(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    except OSError:
+        return 0
+
+
+def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, device: torch.device,
+                  seed: int, deadline: float, instrument: bool = True) -> tuple[float, float]:
+    """Sample one batch of tokens; returns (total seconds, seconds inside the network).
+
+    `instrument` synchronises around every network call to time it (free on CPU; on CUDA it adds a host
+    round trip per step, so CUDA cells time the network in a separate run).
+    """
+    inside = [0.0]
+    labels = torch.arange(batch, device=device) % max(nets.bidirectional.config.num_classes, 1)
+    generator = torch.Generator(device).manual_seed(seed)
+
+    def timed(fn: Callable) -> Callable:
+        def call(*args):
+            if time.perf_counter() > deadline:
+                raise OverBudget
+            if not instrument:
+                return fn(*args)
+            synchronize(device)
+            start = time.perf_counter()
+            out = fn(*args)
+            synchronize(device)
+            inside[0] += time.perf_counter() - start
+            return out
+        return call
+
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        if sampler.startswith("maskgit-"):
+            cfg = nets.bidirectional.config
+            tokens = torch.full((batch, cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=device)
+            logits_fn = guided_logits_fn(timed(fast_forward(nets.bidirectional, dtype)), labels, mask_id=cfg.mask_id,
+                                         null_label=cfg.null_label)
+            decode(logits_fn, tokens, mask_id=cfg.mask_id, steps=int(sampler.split("-")[1]), generator=generator)
+        else:
+            def forward(fn, *args):
+                with autocast(device, dtype):
+                    return fn(*args)
+            sample_autoregressive(nets.causal, labels, sampler=sampler.split("-")[1], generator=generator,
+                                  forward=timed(forward))
+    synchronize(device)
+    return time.perf_counter() - start, inside[0]
+
+
+def time_cell(nets: Networks, sampler: str, batch: int, dtype_name: str, settings: BenchSettings,
+              peak_flops: float) -> dict:
+    """Time one cell: warm-up, then the median of up to `repeats` runs that fit in the budget."""
+    device, dtype = torch.device(settings.device), getattr(torch, dtype_name)
+    cfg = nets.bidirectional.config
+    steps = int(sampler.split("-")[1]) if sampler.startswith("maskgit-") else 8
+    cost = sampler_cost(cfg, sampler.split("-")[0] if sampler.startswith("maskgit-") else sampler, steps,
+                        torch.finfo(dtype).bits // 8)
+    row = {"sampler": sampler, "batch": batch, "dtype": dtype_name, "grid": cfg.grid_size,
+           "flops_per_image": cost.flops, "network_calls": cost.network_calls,
+           "weight_bytes_per_batch": cost.weight_bytes, "kv_cache_bytes_per_image": cost.cache_bytes}
+    estimate = cost.flops * batch / peak_flops
+    row["estimate_s_at_peak"] = estimate
+    if estimate > settings.cell_budget_s:
+        return {**row, "status": f"skipped: {estimate:.0f} s per run even at the measured matmul peak, over the "
+                                 f"{settings.cell_budget_s:.0f} s budget"}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runs, separate = [], device.type == "cuda"  # CUDA: time the network in one extra, synchronised run
+    try:
+        with _RssPeak() as rss:
+            begin = time.perf_counter()
+            deadline = begin + settings.cell_budget_s
+            run = lambda instrument=not separate: _sampling_run(  # noqa: E731
+                nets, sampler, batch, dtype, device, settings.seed, deadline, instrument)
+            warm = run()
+            while len(runs) < settings.repeats and time.perf_counter() + warm[0] < deadline:
+                runs.append(run())
+            network_run = run(True) if separate else None
+    except OverBudget:
+        return {**row, "status": f"skipped: over the {settings.cell_budget_s:.0f} s budget after "
+                                 f"{time.perf_counter() - begin:.0f} s"}
+    status = "timed" if runs else "timed once (the warm-up run; no repeat fitted the budget)"
+    runs = runs or [warm]
+    total = statistics.median(r[0] for r in runs)
+    network = network_run[1] * total / network_run[0] if separate else statistics.median(r[1] for r in runs)
+    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak
+    return {**row, "status": status, "repeats": len(runs), "seconds_per_batch": total,
+            "seconds_per_image": total / batch, "images_per_s": batch / total, "network_fraction": network / total,
+            "achieved_flops_per_s": cost.flops * batch / total, "fraction_of_matmul_peak": cost.flops * batch /
+            total / peak_flops, "peak_memory_bytes": memory,
+            "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process RSS"}
+
+
+def measure_peaks(settings: BenchSettings) -> dict[str, float]:
+    """Matmul FLOP/s per dtype on the benchmark's device, measured in this run."""
+    return {name: matmul_flops_per_s(getattr(torch, name), settings.device, settings.matmul_size)
+            for name in settings.dtypes}
+
+
+def run_benchmark(settings: BenchSettings, base: TransformerConfig, *, progress: bool = True) -> dict:
+    """Time every (grid, batch, dtype, sampler) cell; groups with a cell over budget also run reduced.
+
+    Returns:
+        {"peaks": {dtype: FLOP/s}, "rows": [...]} with one row per timed or skipped cell; reduced-preset
+        rows carry `"preset": "<name>/<factor>"`.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(settings.device)
+    peaks = measure_peaks(settings)
+    groups = [(g, b, d) for g in settings.grids for b in settings.batches for d in settings.dtypes]
+    rows = []
+    bar = tqdm(total=len(groups) * len(settings.samplers), desc="bench", disable=not progress)
+    for grid in settings.grids:
+        cfg = dataclasses.replace(base, grid_size=grid)
+        full, small = build_networks(cfg, device, settings.seed), None
+        for batch in settings.batches:
+            for dtype in settings.dtypes:
+                group = [time_cell(full, s, batch, dtype, settings, peaks[dtype]) for s in settings.samplers]
+                rows += [{"preset": settings.preset, **r} for r in group]
+                bar.update(len(group))
+                if any(r["status"].startswith("skipped") for r in group):
+                    small = small or build_networks(reduced_config(cfg, settings.reduce_factor), device, settings.seed)
+                    name = f"{settings.preset}/{settings.reduce_factor}"
+                    rows += [{"preset": name, **time_cell(small, s, batch, dtype, settings, peaks[dtype])}
+                             for s in settings.samplers]
+                if progress:
+                    bar.set_postfix(grid=grid, batch=batch, dtype=dtype)
+    bar.close()
+    return {"peaks": peaks, "rows": rows}

@@ -1,0 +1,86 @@
+"""The speed benchmark: analytic costs against the real networks, and `maskgit bench` end to end on a tiny preset."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from maskgit.cli import main
+from maskgit.config import TRANSFORMER_PRESETS
+from maskgit.speed.bench import reduced_config
+from maskgit.speed.flops import parameter_count, sampler_cost
+from maskgit.speed.report import speedups
+from maskgit.transformer import MaskGITTransformer
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_parameter_count_matches_the_network(name):
+    cfg = TRANSFORMER_PRESETS[name]
+    assert parameter_count(cfg) == sum(p.numel() for p in MaskGITTransformer(cfg).parameters())
+
+
+@pytest.mark.parametrize("name,steps,low,high", [("imagenet-256", 8, 14, 16.1), ("imagenet-512", 12, 35, 43)])
+def test_flop_ratios_are_about_n_over_2t(name, steps, low, high):
+    cfg = TRANSFORMER_PRESETS[name]
+    maskgit = sampler_cost(cfg, "maskgit", steps)
+    naive, cached = sampler_cost(cfg, "ar-naive"), sampler_cost(cfg, "ar-cached")
+    assert low < naive.flops / maskgit.flops < high  # N / 2T = 16 and 42.7 for the projections alone
+    assert cached.flops < maskgit.flops / steps * 1.2  # one token per step: about T times fewer FLOPs
+    assert cached.weight_bytes / maskgit.weight_bytes == cfg.num_tokens / steps  # but N weight reads, not T
+
+
+def test_reduced_preset_keeps_the_depth_to_width_ratio():
+    cfg = reduced_config(TRANSFORMER_PRESETS["imagenet-256"], 4)
+    assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size) == (192, 6, 4, 768)
+    assert cfg.hidden_size / cfg.num_layers == 768 / 24
+
+
+def test_speedups_pair_cells_of_the_same_group():
+    row = lambda s, ips, flops: {"preset": "p", "grid": 4, "batch": 1, "dtype": "float32", "sampler": s,  # noqa
+                                 "images_per_s": ips, "flops_per_image": flops}
+    table = speedups([row("maskgit-8", 10.0, 1.0), row("ar-naive", 0.5, 16.0), row("ar-cached", 5.0, 0.2)])
+    assert table == [{"preset": "p", "grid": 4, "batch": 1, "dtype": "float32", "maskgit": "maskgit-8",
+                      "vs_ar-naive": 20.0, "flops_vs_ar-naive": 16.0, "vs_ar-cached": 2.0, "flops_vs_ar-cached": 0.2}]
+
+
+def test_bench_command_writes_json_png_md_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    argv = ["bench", "--out", str(out), "--preset", "tiny", "--grids", "4", "--batches", "1,2", "--dtypes", "float32",
+            "--samplers", "maskgit-4,ar-cached,ar-naive", "--repeats", "1", "--matmul-size", "64", "--threads", "1",
+            "--no-progress"]
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 0 and "Where each sampler wins" in out.with_suffix(".md").read_text()
+    assert result["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert result["machine"]["auto_dtype"] in ("float32", "bfloat16") and result["peaks"]["float32"] > 0
+    rows = result["rows"]
+    assert len(rows) == 6 and all(r["status"].startswith("timed") for r in rows)
+    for r in rows:
+        assert r["images_per_s"] > 0 and 0 < r["network_fraction"] <= 1 and r["peak_memory_bytes"] > 0
+        assert r["seconds_per_image"] == pytest.approx(1 / r["images_per_s"])
+    assert len(result["speedups"]) == 2 and all(s["vs_ar-naive"] > 0 for s in result["speedups"])
+    assert main(argv) == 2 and "exist already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--samplers", "maskgit-x"], "unknown sampler"), (["--dtypes", "float8"], "unknown dtype"),
+    (["--preset", "huge"], "unknown preset"), (["--batches", "0"], "positive"), (["--device", "cuda:7"], "device"),
+])
+def test_bench_bad_options(tmp_path, capsys, extra, message):
+    assert main(["bench", "--out", str(tmp_path / "x.json"), "--preset", "tiny", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_over_budget_cells_are_timed_on_the_reduced_preset(tmp_path):
+    from maskgit.speed.bench import BenchSettings, run_benchmark
+
+    settings = BenchSettings(preset="tiny", grids=(4,), batches=(1,), dtypes=("float32",), samplers=("ar-naive",),
+                             repeats=1, cell_budget_s=1e-9, matmul_size=64)
+    rows = run_benchmark(settings, dataclasses.replace(TRANSFORMER_PRESETS["tiny"]), progress=False)["rows"]
+    assert [r["preset"] for r in rows] == ["tiny", "tiny/4"]
+    assert all(r["status"].startswith("skipped") for r in rows)
