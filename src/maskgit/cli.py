@@ -328,12 +328,12 @@ def add_serve_parser(sub) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    try:
-        import gradio  # noqa: F401 - fail early with an install hint
+    import importlib.util
 
-        from .app import Limits, serve
-    except ImportError as err:
-        raise ValueError(f"the editor needs Gradio ({err}); install it with pip install 'maskgit[app]'") from None
+    if importlib.util.find_spec("gradio") is None:  # not imported here: `serve` first points its files elsewhere
+        raise ValueError("the editor needs Gradio; install it with pip install 'maskgit[app]'")
+    from .app import Limits, serve
+
     if not args.max_upload_mb > 0 or args.max_images < 1:
         raise ValueError("--max-upload-mb must be > 0 and --max-images >= 1")
     try:

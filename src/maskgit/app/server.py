@@ -40,6 +40,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 7860, device: str 
     # Gradio reads these when first imported: its uploads and cache go inside our temporary folder.
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["MPLCONFIGDIR"] = str(workdir / "matplotlib")  # Gradio imports matplotlib, which caches fonts
     demo = None
     try:
         demo = _launch(model, host, port, device, limits, workdir)

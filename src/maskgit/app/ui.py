@@ -107,17 +107,21 @@ def _sampling_controls(cb: Callbacks, steps: int | None = None) -> list:
     return controls
 
 
-def _class_picker(cb: Callbacks, label: str, optional: bool):
+def _class_picker(cb: Callbacks, label: str, optional: bool, elem_id: str):
     choices = ([UNCONDITIONAL] if optional or not cb.class_names else []) + cb.class_names
-    return gr.Dropdown(choices, value=choices[0], label=label)
+    return gr.Dropdown(choices, value=choices[0], label=label, elem_id=elem_id)
 
 
-def _outputs(cb: Callbacks) -> tuple:
+def _outputs(cb: Callbacks, prefix: str) -> tuple:
     with gr.Row():
-        shown = [gr.Image(label=name, type="numpy", format="png", interactive=False, buttons=["fullscreen"],
-                          elem_id=None) for name in ("original", "mask (white = regenerated)", "result")]
-    files = gr.File(label="downloads: native-size PNGs + settings.json", file_count="multiple", interactive=False)
-    settings = gr.JSON(label="settings of this run (reproduce with the command, or the same values here)")
+        shown = [gr.Image(label=f"{name}, shown {cb.scale}x", type="numpy", format="png", interactive=False,
+                          buttons=["fullscreen"], elem_id=f"{prefix}-{key}")
+                 for key, name in (("original", "original"), ("mask", "mask (white = regenerated)"),
+                                   ("result", "result"))]
+    files = gr.File(label="downloads: native-size PNGs + settings.json", file_count="multiple", interactive=False,
+                    elem_id=f"{prefix}-files")
+    settings = gr.JSON(label="settings of this run (the command in it reproduces the result)",
+                       elem_id=f"{prefix}-settings")
     return shown, files, settings
 
 
@@ -125,9 +129,10 @@ def _source_row(cb: Callbacks, examples: dict, prefix: str):
     """Upload / example picker / resize; returns (upload button, example dropdown, resize checkbox, state)."""
     with gr.Row():
         upload = gr.UploadButton("Upload an image", file_types=["image"], elem_id=f"{prefix}-upload")
-        example = gr.Dropdown([""] + list(examples), value="", label="or pick an example", visible=bool(examples))
-        resize = gr.Checkbox(False, label=f"resize to {cb.size}x{cb.size}",
-                             info="otherwise other sizes are refused")
+        example = gr.Dropdown([""] + list(examples), value="", label="or pick an example", visible=bool(examples),
+                              elem_id=f"{prefix}-example")
+        resize = gr.Checkbox(False, label=f"resize to {cb.size}x{cb.size}", info="otherwise other sizes are refused",
+                             elem_id=f"{prefix}-resize")
     return upload, example, resize, gr.State(None)
 
 
@@ -148,8 +153,9 @@ def _show(cb: Callbacks, image: np.ndarray, result: Result) -> tuple:
 
 def _generation_tab(cb: Callbacks) -> dict:
     with gr.Row():
-        label = _class_picker(cb, "class", optional=False)
-        num = gr.Slider(1, cb.limits.max_images, value=min(8, cb.limits.max_images), step=1, label="number of images")
+        label = _class_picker(cb, "class", optional=False, elem_id="generate-class")
+        num = gr.Slider(1, cb.limits.max_images, value=min(8, cb.limits.max_images), step=1, label="number of images",
+                        elem_id="generate-num")
     controls = _sampling_controls(cb)
     run = gr.Button("Generate", variant="primary", elem_id="generate-run")
     gallery = gr.Gallery(label=f"results, shown {cb.scale}x (click one to select it)", columns=8, format="png",
@@ -157,8 +163,10 @@ def _generation_tab(cb: Callbacks) -> dict:
     send = gr.Button("Send the selected image to the editing tabs", elem_id="generate-send")
     steps = gr.Image(label="decoding steps: one row per image, one column per step (grey = still masked)",
                      type="numpy", format="png", interactive=False, elem_id="generate-steps")
-    files = gr.File(label="downloads: native-size PNGs + settings.json", file_count="multiple", interactive=False)
-    settings = gr.JSON(label="settings of this run")
+    files = gr.File(label="downloads: native-size PNGs + settings.json", file_count="multiple", interactive=False,
+                    elem_id="generate-files")
+    settings = gr.JSON(label="settings of this run (the command in it reproduces the result)",
+                       elem_id="generate-settings")
     images, selected = gr.State([]), gr.State(0)
 
     def generate(class_name, num_images, *values):
@@ -179,12 +187,12 @@ def _inpaint_tab(cb: Callbacks, examples: dict) -> dict:
     upload, example, resize, state = _source_row(cb, examples, "inpaint")
     canvas = _canvas(cb, "paint the region to regenerate", "inpaint-canvas")
     with gr.Row():
-        label = _class_picker(cb, "class for the new content", optional=True)
+        label = _class_picker(cb, "class for the new content", optional=True, elem_id="inpaint-class")
         blur = gr.Slider(0, cb.size, value=cb.factor, step=1, label="blend width (pixels beyond the mask)",
-                         info="0 = only painted pixels change")
+                         info="0 = only painted pixels change", elem_id="inpaint-blend")
     controls = _sampling_controls(cb)
     run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run")
-    shown, files, settings = _outputs(cb)
+    shown, files, settings = _outputs(cb, "inpaint")
     _wire_source(cb, examples, upload, example, resize, state, canvas, editor=True)
 
     def inpaint(image, editor, class_name, blur_radius, *values):
@@ -204,17 +212,19 @@ def _canvas(cb: Callbacks, label: str, elem_id: str):
 def _outpaint_tab(cb: Callbacks, examples: dict) -> dict:
     upload, example, resize, state = _source_row(cb, examples, "outpaint")
     preview = gr.Image(label="image to grow", type="numpy", format="png", interactive=False, elem_id="outpaint-preview")
-    mode = gr.Radio([("pad per side", "pad"), ("extrapolate to a width", "width")], value="pad", label="mode")
+    mode = gr.Radio([("pad per side", "pad"), ("extrapolate to a width", "width")], value="pad", label="mode",
+                    elem_id="outpaint-mode")
     f, s, lim = cb.factor, cb.size, cb.limits
     with gr.Row():
         pads = [gr.Slider(0, lim.max_pad_factor * s, value=s if side == "right" else 0, step=f,
-                          label=f"{side} (pixels)") for side in ("left", "top", "right", "bottom")]
+                          label=f"{side} (pixels)", elem_id=f"outpaint-{side}")
+                for side in ("left", "top", "right", "bottom")]
     width = gr.Slider(s + f, lim.max_width_factor * s, value=4 * s, step=f, label="target width (pixels)",
-                      info="the paper's extrapolation: grows to the right window by window")
-    label = _class_picker(cb, "class for the new content", optional=True)
+                      elem_id="outpaint-width", info="the paper's extrapolation: grows to the right window by window")
+    label = _class_picker(cb, "class for the new content", optional=True, elem_id="outpaint-class")
     controls = _sampling_controls(cb)
     run = gr.Button("Outpaint", variant="primary", elem_id="outpaint-run")
-    shown, files, settings = _outputs(cb)
+    shown, files, settings = _outputs(cb, "outpaint")
     _wire_source(cb, examples, upload, example, resize, state, preview, editor=False)
 
     def outpaint(image, mode_, left, top, right, bottom, width_, class_name, *values):
@@ -231,14 +241,15 @@ def _edit_tab(cb: Callbacks, examples: dict) -> dict:
     from_strokes = gr.Button("Use the drawn region's bounding box", elem_id="edit-box-from-strokes")
     s = cb.size
     with gr.Row():
-        box = [gr.Number(v, label=name, precision=0) for name, v in
-               zip(("x0", "y0", "x1 (exclusive)", "y1 (exclusive)"), (s // 4, s // 4, s - s // 4, s - s // 4))]
+        box = [gr.Number(v, label=name, precision=0, elem_id=f"edit-{key}") for key, name, v in
+               zip(("x0", "y0", "x1", "y1"), ("x0", "y0", "x1 (exclusive)", "y1 (exclusive)"),
+                   (s // 4, s // 4, s - s // 4, s - s // 4))]
     with gr.Row():
-        label = _class_picker(cb, "target class", optional=False)
+        label = _class_picker(cb, "target class", optional=False, elem_id="edit-class")
         start = gr.Number(2, label="start iteration", precision=0, info="official editing schedule: 12 steps from 2")
     controls = _sampling_controls(cb, steps=12)
     run = gr.Button("Edit", variant="primary", elem_id="edit-run")
-    shown, files, settings = _outputs(cb)
+    shown, files, settings = _outputs(cb, "edit")
     _wire_source(cb, examples, upload, example, resize, state, canvas, editor=True)
     from_strokes.click(_page(lambda image, editor: cb.box_from_strokes(image, editor)), [state, canvas], box)
 

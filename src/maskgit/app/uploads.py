@@ -58,8 +58,7 @@ def load_upload(path: str | Path | None, channels: int, size: int, resize: bool,
         raise ValueError(f"the upload {path.name} is gone; upload it again")
     nbytes = path.stat().st_size
     if nbytes > limits.max_upload_bytes:
-        raise ValueError(f"the file is {nbytes / 2**20:.1f} MiB; the limit is "
-                         f"{limits.max_upload_bytes / 2**20:.1f} MiB")
+        raise ValueError(f"the file is {_size(nbytes)}; the limit is {_size(limits.max_upload_bytes)}")
     try:
         with Image.open(path) as image:
             kind, (w, h) = image.format, image.size
@@ -74,6 +73,10 @@ def load_upload(path: str | Path | None, channels: int, size: int, resize: bool,
                          f"{size}x{size} image or tick 'resize to {size}x{size}'")
     image = load_inputs([path], channels, size, resize)[0]  # the CLI's loading and resizing
     return to_array(image)
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} KiB"
 
 
 def mask_from_layers(editor: dict | None, shape: tuple[int, int], scale: int) -> np.ndarray:
