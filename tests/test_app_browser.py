@@ -28,6 +28,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SRC = Path(__file__).resolve().parents[1] / "src"
 ASSETS = SRC / "maskgit" / "assets" / "fashion-mnist-test"
 SCALE, SIZE, FACTOR = 10, 28, 4  # the bundled model: 28x28 grayscale, shown 10x, tokens of 4x4 pixels
+SCREENSHOTS = os.environ.get("MASKGIT_SCREENSHOTS")  # a folder: save the README's screenshot of each tab there
 
 
 def _missing() -> str | None:
@@ -165,6 +166,12 @@ def upload(page, prefix, path):
     chooser.value.set_files(str(path))
 
 
+def snapshot(page, name):
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
 def error_shown(page, text):
     page.wait_for_selector(f".toast-body:has-text({json.dumps(text)})", timeout=60_000)
     for close in page.locator(".toast-close").all():
@@ -197,6 +204,7 @@ def test_generate_then_inpaint_outpaint_extrapolate_and_edit(page):
     assert gen["settings.json"]["class"] == "Sneaker" and gen["settings.json"]["num_images"] == 4
     shown = page.eval_on_selector_all("#generate-gallery img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
     assert len(shown) >= 4 and all(s == [SIZE * SCALE] * 2 for s in shown)
+    snapshot(page, "generate")
     page.click("#generate-send")  # the first image goes to every editing tab
 
     tab(page, "Inpaint")
@@ -211,6 +219,7 @@ def test_generate_then_inpaint_outpaint_extrapolate_and_edit(page):
     assert 5 <= xs.min() and xs.max() <= 23 and 7 <= ys.min() and ys.max() <= 19
     assert np.array_equal(inp["result.png"][~mask], samples[0][~mask])
     assert shown_size(page, "#inpaint-result") == (SIZE * SCALE, SIZE * SCALE)
+    snapshot(page, "inpaint")
 
     tab(page, "Outpaint / extrapolate")
     out = run(page, "outpaint", expected=4)  # default: 28 pixels to the right
@@ -222,6 +231,7 @@ def test_generate_then_inpaint_outpaint_extrapolate_and_edit(page):
     ext = run(page, "outpaint", expected=4)
     assert ext["result.png"].shape == (SIZE, 3 * SIZE) and ext["settings.json"]["task"] == "extrapolate"
     assert np.array_equal(ext["result.png"][:, :SIZE], samples[0])
+    snapshot(page, "outpaint")
 
     tab(page, "Edit a class")
     page.wait_for_selector("#edit-canvas canvas")
@@ -239,6 +249,7 @@ def test_generate_then_inpaint_outpaint_extrapolate_and_edit(page):
     keep = far_from(box_mask, FACTOR)  # the blend reaches one token (4 px) beyond the box
     assert np.array_equal(edit["result.png"][keep], samples[0][keep])
     assert shown_size(page, "#edit-result") == (SIZE * SCALE, SIZE * SCALE)
+    snapshot(page, "edit")
 
 
 def test_bad_input_shows_errors_in_the_page(page, tmp_path):

@@ -174,7 +174,8 @@ def _generation_tab(cb: Callbacks) -> dict:
         strip_scale = max(1, min(cb.scale, 960 // r.steps.shape[1]))
         return [cb.display(x) for x in r.images], r.images, 0, cb.display(r.steps, strip_scale), r.files, r.settings
 
-    run.click(_page(generate), [label, num, *controls], [gallery, images, selected, steps, files, settings])
+    run.click(_page(generate), [label, num, *controls], [gallery, images, selected, steps, files, settings],
+              api_name="generate")
     gallery.select(_selected, None, selected, queue=False)
     return {"send": send, "images": images, "selected": selected}
 
@@ -198,7 +199,7 @@ def _inpaint_tab(cb: Callbacks, examples: dict) -> dict:
     def inpaint(image, editor, class_name, blur_radius, *values):
         return _show(cb, image, cb.inpaint(image, editor, class_name, blur_radius, **dict(zip(SAMPLING, values))))
 
-    run.click(_page(inpaint), [state, canvas, label, blur, *controls], [*shown, files, settings])
+    run.click(_page(inpaint), [state, canvas, label, blur, *controls], [*shown, files, settings], api_name="inpaint")
     return {"source": state, "canvas": canvas}
 
 
@@ -231,7 +232,8 @@ def _outpaint_tab(cb: Callbacks, examples: dict) -> dict:
         r = cb.outpaint(image, mode_, (left, top, right, bottom), width_, class_name, **dict(zip(SAMPLING, values)))
         return _show(cb, image, r)
 
-    run.click(_page(outpaint), [state, mode, *pads, width, label, *controls], [*shown, files, settings])
+    run.click(_page(outpaint), [state, mode, *pads, width, label, *controls], [*shown, files, settings],
+              api_name="outpaint")
     return {"source": state, "canvas": preview}
 
 
@@ -257,5 +259,5 @@ def _edit_tab(cb: Callbacks, examples: dict) -> dict:
         r = cb.edit(image, (x0, y0, x1, y1), class_name, start_iter=start_iter, **dict(zip(SAMPLING, values)))
         return _show(cb, image, r)
 
-    run.click(_page(edit), [state, *box, label, start, *controls], [*shown, files, settings])
+    run.click(_page(edit), [state, *box, label, start, *controls], [*shown, files, settings], api_name="edit")
     return {"source": state, "canvas": canvas}
