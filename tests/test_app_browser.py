@@ -28,6 +28,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SRC = Path(__file__).resolve().parents[1] / "src"
 ASSETS = SRC / "maskgit" / "assets" / "fashion-mnist-test"
 SCALE, SIZE, FACTOR = 10, 28, 4  # the bundled model: 28x28 grayscale, shown 10x, tokens of 4x4 pixels
+EXTERNAL: list[str] = []  # requests the page made to anywhere but 127.0.0.1
 SCREENSHOTS = os.environ.get("MASKGIT_SCREENSHOTS")  # a folder: save the README's screenshot of each tab there
 
 
@@ -98,6 +99,8 @@ def page(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         page.set_default_timeout(120_000)  # a shared CPU can be slow
+        local = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")
+        page.on("request", lambda r: None if r.url.startswith(local) else EXTERNAL.append(r.url))
         page.goto(server["url"])
         page.wait_for_selector("#generate-run")
         yield page
@@ -250,6 +253,7 @@ def test_generate_then_inpaint_outpaint_extrapolate_and_edit(page):
     assert np.array_equal(edit["result.png"][keep], samples[0][keep])
     assert shown_size(page, "#edit-result") == (SIZE * SCALE, SIZE * SCALE)
     snapshot(page, "edit")
+    assert not EXTERNAL, EXTERNAL  # the page loads nothing from the internet
 
 
 def test_bad_input_shows_errors_in_the_page(page, tmp_path):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,8 +44,11 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 7860, device: str 
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["MPLCONFIGDIR"] = str(workdir / "matplotlib")  # Gradio imports matplotlib, which caches fonts
     demo = None
+    _stop_on_signals()
     try:
         demo = _launch(model, host, port, device, limits, workdir)
+        demo.maskgit_warm_up = threading.Thread(target=_warm_up, args=(demo.maskgit_callbacks.pipe,))
+        demo.maskgit_warm_up.start()
         print(f"maskgit editor for {model} on http://{_url_host(host)}:{port} (ready in "
               f"{time.perf_counter() - start:.1f} s; files under {workdir}, removed on exit; Ctrl+C stops)",
               flush=True)
@@ -69,8 +74,22 @@ def _launch(model, host, port, device, limits, workdir):
     demo.maskgit_workdir = workdir
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
                 max_file_size=limits.max_upload_bytes, quiet=True, footer_links=[])
-    pipe.generate(num_samples=1, labels=[0] if pipe.transformer.config.num_classes else None, steps=2)  # warm-up
     return demo
+
+
+def _warm_up(pipe) -> None:
+    """One small generation, so that the first request does not pay for torch's lazy initialisation."""
+    labels = [0] * 8 if pipe.transformer.config.num_classes else None
+    _, history = pipe.generate(labels, num_samples=None if labels else 8, return_history=True)
+    pipe.decode_history(history)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl+C and SIGTERM stop the server (also when started in the background, where SIGINT is ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _url_host(host: str) -> str:
@@ -80,4 +99,6 @@ def _url_host(host: str) -> str:
 def _stop(demo, workdir: Path) -> None:
     if demo is not None:
         demo.close()
+        if hasattr(demo, "maskgit_warm_up"):
+            demo.maskgit_warm_up.join()  # torch must not be running when the interpreter exits
     shutil.rmtree(workdir, ignore_errors=True)
