@@ -214,6 +214,8 @@ def test_bad_settings_are_refused(cb, change, message):
     (("digit0", 17, 0), "number of images must be from 1 to 16"),
     (("jacket", 1, 0), "unknown class 'jacket'"),
     (("digit0", 1, -1), "seed must be a whole number"),
+    (("digit0", 1, float("inf")), "seed must be a whole number"),
+    (("digit0", float("nan"), 0), "number of images must be from 1 to 16"),
 ])
 def test_bad_generation_requests(cb, args, message):
     with pytest.raises(ValueError, match=message):

@@ -9,6 +9,7 @@ meant for the page. Images travel as uint8 arrays (H, W, C) at the model's nativ
 from __future__ import annotations
 
 import itertools
+import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,11 @@ class Result:
     settings: dict
     mask: np.ndarray | None = None  # (H, W) bool, True where content was regenerated
     steps: np.ndarray | None = None  # decoding strip: one row per image, one column per step
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and int(value) == value
 
 
 class Callbacks:
@@ -77,11 +83,11 @@ class Callbacks:
             if value is None or value == "":
                 raise ValueError(f"{key.replace('_', ' ')} is empty; give a value")
             if key == "steps":
-                if int(value) != value or not 1 <= value <= self.limits.max_steps:
+                if not _whole(value) or not 1 <= value <= self.limits.max_steps:
                     raise ValueError(f"steps must be a whole number from 1 to {self.limits.max_steps}, got {value}")
                 value = int(value)
             elif key not in ("schedule", "guidance_schedule"):
-                if not np.isfinite(value) or value < 0:
+                if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                     raise ValueError(f"{key.replace('_', ' ')} must be a finite number >= 0, got {value}")
                 value = float(value)
             out[key] = value
@@ -89,7 +95,7 @@ class Callbacks:
 
     @staticmethod
     def seed(value) -> int:
-        if value is None or int(value) != value or not 0 <= value < 2**63:
+        if not _whole(value) or not 0 <= value < 2**63:
             raise ValueError(f"seed must be a whole number from 0 to 2^63-1, got {value}")
         return int(value)
 
@@ -104,14 +110,15 @@ class Callbacks:
     # ------------------------------------------------------------------ actions
     def generate(self, class_name: str | None, num_images, seed, **sampling) -> Result:
         """`MaskGIT.generate` of `num_images` images of one class, with the decoding steps."""
-        if num_images is None or int(num_images) != num_images or not 1 <= num_images <= self.limits.max_images:
+        if not _whole(num_images) or not 1 <= num_images <= self.limits.max_images:
             raise ValueError(f"number of images must be from 1 to {self.limits.max_images}, got {num_images}")
         num, seed, sampling = int(num_images), self.seed(seed), self.sampling(sampling)
         label = self.label(class_name, required=self.pipe.transformer.config.num_classes > 0)
         labels = None if label is None else [label] * num
         images, history = self.pipe.generate(labels, num_samples=None if labels else num, return_history=True,
                                              generator=self._generator(seed), **sampling)
-        steps = self.pipe.decode_history(history)  # (B, T, C, H, W)
+        with torch.no_grad():
+            steps = self.pipe.decode_history(history)  # (B, T, C, H, W)
         strip = make_grid(steps.flatten(0, 1).float().clamp(0, 1).cpu(), nrow=steps.shape[1])
         grid = make_grid(images.float().clamp(0, 1).cpu(), nrow=num if num > 1 else None)
         name = "image" if label is None else self.class_names[label].replace("/", "-").replace(" ", "-").lower()
@@ -196,7 +203,7 @@ class Callbacks:
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _whole(value, what: str) -> int:
-        if value is None or int(value) != value or value < 0:
+        if not _whole(value) or value < 0:
             raise ValueError(f"{what} must be a whole number >= 0, got {value}")
         return int(value)
 

@@ -78,10 +78,13 @@ def _launch(model, host, port, device, limits, workdir):
 
 
 def _warm_up(pipe) -> None:
-    """One small generation, so that the first request does not pay for torch's lazy initialisation."""
+    """One generation, so that the first request does not pay for torch's lazy initialisation."""
+    import torch
+
     labels = [0] * 8 if pipe.transformer.config.num_classes else None
     _, history = pipe.generate(labels, num_samples=None if labels else 8, return_history=True)
-    pipe.decode_history(history)
+    with torch.no_grad():
+        pipe.decode_history(history)
 
 
 def _stop_on_signals() -> None:
