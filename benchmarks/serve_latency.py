@@ -3,7 +3,8 @@
 Each repeat starts the real command (`python -m maskgit.cli serve --model M --port P`, the `maskgit`
 entry point) in a fresh process, times it until the page answers HTTP 200 on 127.0.0.1, then asks for
 a generation of `--num-images` images through the page's HTTP API (gradio_client), first request and
-warm ones, and stops the server. Writes JSON and a PNG plot; the machine's load is recorded with them.
+warm ones, and stops the server; then times the start-up's steps in another fresh process. Writes JSON
+and a PNG plot; the machine's load is recorded with them.
 
     python benchmarks/serve_latency.py --out benchmarks/results/serve_latency
 """
@@ -49,6 +50,30 @@ def start_server(model: str, port: int) -> tuple[subprocess.Popen, float]:
             time.sleep(0.05)
 
 
+PHASES = """
+import json, os, shutil, sys, tempfile, time
+root = tempfile.mkdtemp()
+os.environ.update(GRADIO_TEMP_DIR=root + "/gradio", GRADIO_ANALYTICS_ENABLED="False", MPLCONFIGDIR=root + "/mpl")
+t, out = time.perf_counter(), {}
+def lap(name):
+    global t
+    now = time.perf_counter(); out[name] = round(now - t, 3); t = now
+import torch; torch.set_num_threads(1); lap("import torch")
+from maskgit import MaskGIT; pipe = MaskGIT.from_pretrained(sys.argv[1]); lap("load the model")
+import gradio; lap("import gradio")
+from maskgit.app import build_app; demo = build_app(pipe, workdir=root + "/runs"); lap("build the page")
+demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[2]), prevent_thread_lock=True, quiet=True); lap("launch")
+demo.close(); shutil.rmtree(root); print(json.dumps(out))
+"""
+
+
+def phase_times(model: str) -> dict:
+    """Where the start-up goes, timed inside one fresh process (the same steps as `maskgit serve`)."""
+    done = subprocess.run([sys.executable, "-c", PHASES, model, str(free_port())], capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def time_generations(port: int, num_images: int, requests: int, class_name: str) -> list[float]:
     from gradio_client import Client
 
@@ -79,6 +104,7 @@ def plot(result: dict, path: Path) -> None:
             ax.scatter([i] * len(values), values, color="C0" if key == "start_s" else "C1", zorder=3)
         ax.axhline(limit, color="red", linestyle="--", label=f"target {limit:g} s")
         ax.set_xlabel("repeat (fresh server)")
+        ax.set_xticks(range(len(result["runs"])))
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, max(limit * 1.2, ax.get_ylim()[1]))
         ax.legend(fontsize=8)
@@ -108,7 +134,8 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)
-        runs.append({"start_s": round(start_s, 3), "generate_s": [round(t, 3) for t in generate_s]})
+        runs.append({"start_s": round(start_s, 3), "generate_s": [round(t, 3) for t in generate_s],
+                     "start_phases_s": phase_times(args.model)})
         print(f"repeat {repeat}: page served after {start_s:.2f} s; generations "
               f"{', '.join(f'{t:.2f}' for t in generate_s)} s", flush=True)
     starts = [r["start_s"] for r in runs]

@@ -221,7 +221,10 @@ def _outpaint_tab(cb: Callbacks, examples: dict) -> dict:
                           label=f"{side} (pixels)", elem_id=f"outpaint-{side}")
                 for side in ("left", "top", "right", "bottom")]
     width = gr.Slider(s + f, lim.max_width_factor * s, value=4 * s, step=f, label="target width (pixels)",
-                      elem_id="outpaint-width", info="the paper's extrapolation: grows to the right window by window")
+                      elem_id="outpaint-width", info="the paper's extrapolation: grows to the right window by window",
+                      visible=False)
+    mode.change(lambda m: [gr.update(visible=m == "pad")] * 4 + [gr.update(visible=m == "width")], mode,
+                [*pads, width], queue=False)
     label = _class_picker(cb, "class for the new content", optional=True, elem_id="outpaint-class")
     controls = _sampling_controls(cb)
     run = gr.Button("Outpaint", variant="primary", elem_id="outpaint-run")
