@@ -271,7 +271,7 @@ def test_bad_input_shows_errors_in_the_page(page, tmp_path):
     error_shown(page, "the mask is empty")
 
     tab(page, "Edit a class")
-    upload(page, "edit", sorted(ASSETS.glob("*.png"))[1])
+    choose(page, "edit-example", "1_trouser_test00002")  # a bundled example
     page.wait_for_selector("#edit-canvas canvas")
     page.locator("#edit-x1 input").fill("40")
     page.click("#edit-run")

@@ -24,7 +24,8 @@ BRUSH_COLOR = "#ff3b30"
 
 def build_app(pipe, *, workdir: str | Path | None = None, model_name: str = "MODEL", limits: Limits | None = None,
               examples_dir: str | Path | None = EXAMPLES_DIR):
-    """A `gradio.Blocks` page for `pipe` (a `maskgit.MaskGIT`); files go under `workdir` (default: a new
+    """A `gradio.Blocks` page for `pipe` (a `maskgit.MaskGIT`); results go under `workdir` (default: a new
+    temporary folder), Gradio's own copies under $GRADIO_TEMP_DIR (`maskgit serve` points it inside its
     temporary folder). Launch it with `.launch(server_name="127.0.0.1", max_file_size=...)`."""
     cb = Callbacks(pipe, workdir or tempfile.mkdtemp(prefix="maskgit-app-"), model_name=model_name, limits=limits)
     examples = _examples(cb, examples_dir)
@@ -118,11 +119,16 @@ def _outputs(cb: Callbacks, prefix: str) -> tuple:
                           buttons=["fullscreen"], elem_id=f"{prefix}-{key}")
                  for key, name in (("original", "original"), ("mask", "mask (white = regenerated)"),
                                    ("result", "result"))]
+    return (shown, *_downloads(prefix))
+
+
+def _downloads(prefix: str) -> tuple:
+    """The run's files (native-size PNGs + settings.json) and its settings, shown."""
     files = gr.File(label="downloads: native-size PNGs + settings.json", file_count="multiple", interactive=False,
                     elem_id=f"{prefix}-files")
     settings = gr.JSON(label="settings of this run (the command in it reproduces the result)",
                        elem_id=f"{prefix}-settings")
-    return shown, files, settings
+    return files, settings
 
 
 def _source_row(cb: Callbacks, examples: dict, prefix: str):
@@ -163,10 +169,7 @@ def _generation_tab(cb: Callbacks) -> dict:
     send = gr.Button("Send the selected image to the editing tabs", elem_id="generate-send")
     steps = gr.Image(label="decoding steps: one row per image, one column per step (grey = still masked)",
                      type="numpy", format="png", interactive=False, elem_id="generate-steps")
-    files = gr.File(label="downloads: native-size PNGs + settings.json", file_count="multiple", interactive=False,
-                    elem_id="generate-files")
-    settings = gr.JSON(label="settings of this run (the command in it reproduces the result)",
-                       elem_id="generate-settings")
+    files, settings = _downloads("generate")
     images, selected = gr.State([]), gr.State(0)
 
     def generate(class_name, num_images, *values):
