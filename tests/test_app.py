@@ -245,3 +245,12 @@ def test_build_app_has_every_tab_and_a_queue_of_one(model_dir, tmp_path):
 def test_serve_argument_errors(argv, message, capsys):
     assert main(["serve", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_serve_with_a_missing_model_fails_cleanly(tmp_path, monkeypatch, capsys):
+    for key in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "MPLCONFIGDIR"):
+        monkeypatch.setenv(key, "unset")  # serve sets them; restored after the test
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    assert main(["serve", "--model", str(tmp_path / "nope"), "--port", "7999"]) == 2
+    assert "is neither a bundled model" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # its temporary folder is gone

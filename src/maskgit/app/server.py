@@ -44,7 +44,6 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 7860, device: str 
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["MPLCONFIGDIR"] = str(workdir / "matplotlib")  # Gradio imports matplotlib, which caches fonts
     demo = None
-    _stop_on_signals()
     try:
         demo = _launch(model, host, port, device, limits, workdir)
         demo.maskgit_warm_up = threading.Thread(target=_warm_up, args=(demo.maskgit_callbacks.pipe,))
@@ -55,6 +54,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 7860, device: str 
         if host not in LOCAL_HOSTS:
             print(f"warning: listening on {host}: anyone who can reach this machine can use the editor", flush=True)
         if block:
+            _stop_on_signals()
             demo.block_thread()
     except BaseException:
         _stop(demo, workdir)
