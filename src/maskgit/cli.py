@@ -419,9 +419,46 @@ def run_bench(args: argparse.Namespace) -> None:
           f"-> {args.out}, {args.out.with_suffix('.png')}, {args.out.with_suffix('.md')}")
 
 
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="a local web editor: generate, inpaint, outpaint, extrapolate, class edits",
+                       description="Serve a browser editor (Gradio, `pip install maskgit[app]`) for a model: generate "
+                                   "a class, paint a mask and inpaint, outpaint or extrapolate, edit a box to another "
+                                   "class. Results download as native-size PNGs with their settings as JSON. Binds "
+                                   "127.0.0.1 unless --host says otherwise; runs one request at a time; every file "
+                                   "goes to a temporary folder removed on exit.")
+    p.add_argument("--model", default="fashion-mnist", help="bundled model name or a save_pretrained directory")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 exposes it to the "
+                        "network)")
+    p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: one request runs at a time, the bundled model is small, and "
+                        "more threads slow down on a shared CPU; raise it for large models on an idle machine)")
+    p.add_argument("--max-upload-mb", type=float, default=4.0, help="largest accepted upload in MiB (default 4)")
+    p.add_argument("--max-images", type=int, default=16, help="most images per generation (default 16)")
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # not imported here: `serve` first points its files elsewhere
+        raise ValueError("the editor needs Gradio; install it with pip install 'maskgit[app]'")
+    from .app import Limits, serve
+
+    if not args.max_upload_mb > 0 or args.max_images < 1:
+        raise ValueError("--max-upload-mb must be > 0 and --max-images >= 1")
+    try:
+        serve(args.model, host=args.host, port=args.port, device=args.device, threads=args.threads,
+              limits=Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_images=args.max_images))
+    except KeyboardInterrupt:
+        print("stopped")
+
+
 PARSERS = [add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_evaluate_editing_parser,
-           add_train_classifier_parser,
-           add_train_tokenizer_parser, add_eval_tokenizer_parser, add_convert_official_parser, add_bench_parser]
+           add_train_classifier_parser, add_train_tokenizer_parser, add_eval_tokenizer_parser,
+           add_convert_official_parser, add_bench_parser, add_serve_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
