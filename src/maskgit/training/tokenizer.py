@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json_atomic
 from ..config import TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
+from ..data_fit import check_fit, describe_data
 from ..evaluation.reconstruction import save_comparison
 from ..outputs import check_output_dir
 from ..vq import VQGAN, CodeUsage, save_tokenizer
@@ -29,6 +30,7 @@ from ..vq.discriminator import build_discriminator
 from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
+from .run_config import plan_text
 
 
 def lr_factor(step: int, cfg: TokenizerTrainingConfig) -> float:
@@ -118,18 +120,21 @@ def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingCo
 
 
 def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path, data_root: str | None = None,
-                    max_steps: int | None = None, progress: bool = True) -> Path:
+                    max_steps: int | None = None, progress: bool = True, resize: bool = False) -> Path:
     """Train (or resume) a VQGAN tokenizer; returns `out/final` (tokenizer.safetensors + tokenizer.json).
 
     Args:
         cfg: the resolved training config (saved beside every checkpoint).
         data: 'fashion-mnist', 'digits' or an image folder (see `maskgit.data.build_dataset`).
         out: run directory; re-running the same command resumes from its latest checkpoint.
-        max_steps: stop early at this step (smoke tests); the LR schedule still uses cfg.max_steps.
+        max_steps: stop early at this step (smoke tests); the LR schedule still uses cfg.max_steps (to change the
+            run length, rescale the config with `maskgit.training.run_config.rescale_length`).
+        resize: allow data of another image size than the tokenizer's (resized); without it such data is refused.
 
     Raises:
-        ValueError: max_steps < 1, or an `out` holding a run started with other settings or data (see
-            `check_resume`), before any training step.
+        ValueError: max_steps < 1, data the tokenizer does not fit (colour for 1 channel, another size without
+            `resize`; see `maskgit.data_fit.check_fit`), or an `out` holding a run started with other settings or
+            data (see `check_resume`), before any training step.
     """
     stop = stop_step(cfg.max_steps, max_steps)
     if cfg.num_threads > 0:
@@ -141,10 +146,14 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     tcfg = cfg.tokenizer
+    info = describe_data(data, progress=progress and accelerator.is_main_process)
+    for note in check_fit(info, tcfg.in_channels, tcfg.image_size, resize=resize, what="the tokenizer"):
+        accelerator.print(f"note: {note}")
     dataset = build_dataset(data, "train", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val = build_dataset(data, "val", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val_images = torch.stack([val[i][0] for i in range(min(32, len(val)))]).to(device)
     identity = {"data": dataset_fingerprint(dataset)}  # a resumed run must see the same training images
+    accelerator.print(plan_text(cfg, len(dataset), stop))
     if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
         check_resume(ckpt, cfg, identity=identity)
 

@@ -26,6 +26,7 @@ from .checkpoint import check_resume, latest_checkpoint, load_training_state, sa
 from .ema import EMA
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
+from .run_config import plan_text
 from .token_cache import cached_tokens, tokenizer_fingerprint
 
 
@@ -98,7 +99,7 @@ def check_model_settings(cfg: TransformerTrainingConfig, transformer: Transforme
 
 def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Path, data: str, out: str | Path,
                       data_root: str | None = None, split: str = "trainval", max_steps: int | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, resize: bool = False) -> Path:
     """Train (or resume) a MaskGIT transformer; returns the directory of the final `save_pretrained` model.
 
     Args:
@@ -107,13 +108,17 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         data: dataset name or folder (see `maskgit.data.build_dataset`).
         split: which part of it to train on (default: train + validation; the test split stays unseen).
         out: run directory; re-running the same command resumes from its latest checkpoint.
-        max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps.
+        max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps (to change the
+            run length, rescale the config with `maskgit.training.run_config.rescale_length`).
+        resize: allow data of another image size than the tokenizer's (resized); without it such data is refused.
 
     Raises:
-        ValueError: max_steps < 1; a transformer config that does not fit the tokenizer or dataset; or an `out`
-            holding a run started with other settings (see `check_resume`), all before any training step.
+        ValueError: max_steps < 1; data the tokenizer does not fit (see `maskgit.data_fit.check_fit`); a
+            transformer config that does not fit the tokenizer or dataset; or an `out` holding a run started with
+            other settings (see `check_resume`), all before any training step.
     """
     from ..data import EpochBatchSampler, build_dataset, dataset_fingerprint
+    from ..data_fit import check_fit, describe_data
     from ..vq import load_tokenizer
 
     stop = stop_step(cfg.max_steps, max_steps)
@@ -123,6 +128,10 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     tokenizer = load_tokenizer(tokenizer_dir).to(device)
+    info = describe_data(data, progress=progress and accelerator.is_main_process)
+    for note in check_fit(info, tokenizer.config.in_channels, tokenizer.config.image_size, resize=resize,
+                          what="the tokenizer"):
+        accelerator.print(f"note: {note}")
     dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size,
                             channels=tokenizer.config.in_channels)
     class_names = tuple(getattr(dataset, "classes", ()))
@@ -136,6 +145,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", hflip=cfg.hflip,
                                    is_main=accelerator.is_main_process, wait=accelerator.wait_for_everyone)
     tokens, labels = tokens.to(device), labels.to(device)
+    accelerator.print(plan_text(cfg, len(tokens), stop))
 
     torch.manual_seed(cfg.seed)
     model = MaskGITTransformer(tcfg).to(device)
