@@ -169,7 +169,7 @@ class TransformerTrainingConfig:
 
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # for the periodic sample grids
-    batch_size: int = 256
+    batch_size: int = 256  # the total over all processes (each of N takes batch_size / N), per micro-batch
     grad_accum_steps: int = 1
     max_steps: int = 100_000
     lr: float = 1e-4
@@ -231,7 +231,7 @@ class TokenizerTrainingConfig:
 
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    batch_size: int = 64
+    batch_size: int = 64  # the total over all processes (each of N takes batch_size / N), per micro-batch
     grad_accum_steps: int = 1
     max_steps: int = 10_000
     lr: float = 1e-3
@@ -262,7 +262,7 @@ class TokenizerTrainingConfig:
     entropy_temperature: float = 0.01
     entropy_loss_type: str = "softmax"  # "softmax" or "argmax"
     codebook_init: str = "kmeans"  # "kmeans", "sample" or "none" (random)
-    init_batches: int = 20  # batches of encoder outputs the codebook is initialised from
+    init_batches: int = 20  # batches of encoder outputs the codebook is initialised from (at most one epoch)
     kmeans_iters: int = 10
     restart_dead_codes: bool = True
     dead_code_threshold: float = 0.03  # restart codes picked fewer times per batch on average

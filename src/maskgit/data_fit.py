@@ -109,12 +109,17 @@ def check_fit(info: DataInfo, channels: int, image_size: int, *, resize: bool, w
     other = sum(n for (w, h), n in info.sizes.items() if (w, h) != (image_size, image_size))
     if other and not resize:
         raise ValueError(f"--data {info.name} holds images of {info.describe_sizes()} pixels but {what} works on "
-                         f"{image_size}x{image_size}; " + (advice or f"pass --resize to scale them (shorter side to "
-                                                           f"{image_size}, centre crop), or choose a preset / config "
-                                                           f"with image_size {info.image_size}"))
+                         f"{image_size}x{image_size}; " + (advice or _size_advice(info, image_size)))
     if other:
         notes.append(f"resizing {other} of {info.num_items} images ({info.describe_sizes()}) to {image_size}x"
                      f"{image_size} (shorter side, centre crop)")
     if info.with_alpha:
         notes.append(f"{info.with_alpha} images have an alpha channel: transparent pixels are composited on black")
     return notes
+
+
+def _size_advice(info: DataInfo, image_size: int) -> str:
+    text = f"pass --resize to scale them (shorter side to {image_size}, centre crop)"
+    if info.image_size != image_size:
+        text += f", or choose a preset / config with image_size {info.image_size}"
+    return text

@@ -26,6 +26,9 @@ TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     # Test-sized: 8x8 grayscale (scikit-learn digits), factor 2 -> 4x4 grid.
     "tiny": TokenizerConfig(in_channels=1, image_size=8, base_channels=16, channel_mult=(1, 2),
                             num_res_blocks=1, embed_dim=8, codebook_size=16, norm_groups=8),
+    # Test-sized RGB: the tiny network on 8x8 RGB images.
+    "tiny-rgb": TokenizerConfig(in_channels=3, image_size=8, base_channels=16, channel_mult=(1, 2),
+                                num_res_blocks=1, embed_dim=8, codebook_size=16, norm_groups=8),
     # 28x28 grayscale (Fashion-MNIST), factor 4 -> 7x7 grid: the architecture of the bundled tokenizer
     # (configs/tokenizer-fashion-mnist.json; results/tokenizer-fashion-mnist.json).
     "fashion-mnist": TokenizerConfig(in_channels=1, image_size=28, base_channels=32, channel_mult=(1, 2, 4),
@@ -99,6 +102,8 @@ _SMALL = TRANSFORMER_PRESETS["small"]
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("tiny", "test-sized, 8x8 grayscale (scikit-learn digits)", TOKENIZER_PRESETS["tiny"],
            TRANSFORMER_PRESETS["tiny"], _SMOKE_TOKENIZER, _SMOKE_TRANSFORMER),
+    Preset("tiny-rgb", "test-sized, 8x8 RGB", TOKENIZER_PRESETS["tiny-rgb"], TRANSFORMER_PRESETS["tiny"],
+           _SMOKE_TOKENIZER, _SMOKE_TRANSFORMER),
     Preset("fashion-mnist", "28x28 grayscale; the bundled model's networks", TOKENIZER_PRESETS["fashion-mnist"],
            _SMALL, _SMALL_TOKENIZER, _SMALL_TRANSFORMER),
     Preset("gray-32", "32x32 grayscale", TOKENIZER_PRESETS["gray-32"], replace(_SMALL, grid_size=8),
@@ -120,9 +125,9 @@ def get_preset(name: str) -> Preset:
 
 
 def nearest_preset(channels: int, image_size: int) -> Preset:
-    """The preset for images of `channels` closest in size to `image_size` (log scale; ties go to the smaller)."""
+    """The preset for images of `channels` closest in size to `image_size` (log scale; ties go to the larger)."""
     same = [p for p in PRESETS.values() if p.tokenizer.in_channels == channels] or list(PRESETS.values())
-    return min(same, key=lambda p: (abs(math.log2(p.tokenizer.image_size / image_size)), p.tokenizer.image_size))
+    return min(same, key=lambda p: (abs(math.log2(p.tokenizer.image_size / image_size)), -p.tokenizer.image_size))
 
 
 def training_config(cls: type[T], preset_name: str) -> T:

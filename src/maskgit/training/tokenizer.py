@@ -107,11 +107,12 @@ def discriminator_loss_terms(disc, images, recon, cfg: TokenizerTrainingConfig, 
 
 
 @torch.no_grad()
-def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingConfig, accelerator) -> None:
-    """K-means (or sampled) codebook from the encoder outputs of the first `init_batches` batches, gathered
-    from every process so all processes compute the same codebook."""
+def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingConfig, accelerator,
+                        num_images: int) -> None:
+    """K-means (or sampled) codebook from the encoder outputs of the first `init_batches` batches (at most one
+    pass over the `num_images` training images), gathered from every process so all compute the same codebook."""
     latents = []
-    for _ in range(cfg.init_batches):
+    for _ in range(min(cfg.init_batches, -(-num_images // cfg.batch_size))):
         z = model.encode_latents(batches.next()).float()
         latents.append(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
     vectors = accelerator.gather(torch.cat(latents))
@@ -140,14 +141,15 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
+    tcfg = cfg.tokenizer
+    info = describe_data(data, progress=progress)
+    notes = check_fit(info, tcfg.in_channels, tcfg.image_size, resize=resize, what="the tokenizer")
     # cpu=True on a machine without CUDA lets `accelerate launch --multi_gpu --num_processes N` (torchrun)
     # start N gloo-connected CPU processes; with CUDA, Accelerate places each process on its GPU.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
-    tcfg = cfg.tokenizer
-    info = describe_data(data, progress=progress and accelerator.is_main_process)
-    for note in check_fit(info, tcfg.in_channels, tcfg.image_size, resize=resize, what="the tokenizer"):
+    for note in notes:
         accelerator.print(f"note: {note}")
     dataset = build_dataset(data, "train", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val = build_dataset(data, "val", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
@@ -187,7 +189,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
                               f"from this checkpoint")
     batches = Batches(dataset, cfg, step * cfg.grad_accum_steps, rank, world, device)
     if step == 0 and cfg.codebook_init != "none":
-        initialise_codebook(model, batches, cfg, accelerator)
+        initialise_codebook(model, batches, cfg, accelerator, len(dataset))
         batches = Batches(dataset, cfg, 0, rank, world, device)  # training starts from the first batch again
     if accelerator.is_main_process:
         write_json_atomic(out / "train_config.json", to_dict(cfg))

@@ -123,14 +123,16 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
 
     stop = stop_step(cfg.max_steps, max_steps)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
+    tokenizer = load_tokenizer(tokenizer_dir)
+    info = describe_data(data, progress=progress)
+    notes = check_fit(info, tokenizer.config.in_channels, tokenizer.config.image_size, resize=resize,
+                      what="the tokenizer")
     # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
-    tokenizer = load_tokenizer(tokenizer_dir).to(device)
-    info = describe_data(data, progress=progress and accelerator.is_main_process)
-    for note in check_fit(info, tokenizer.config.in_channels, tokenizer.config.image_size, resize=resize,
-                          what="the tokenizer"):
+    tokenizer = tokenizer.to(device)
+    for note in notes:
         accelerator.print(f"note: {note}")
     dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size,
                             channels=tokenizer.config.in_channels)
