@@ -41,6 +41,11 @@ def _python_child(pid: int) -> int | None:
     return int(children[0]) if children else None
 
 
+def _count(out: Path) -> int:
+    """PNGs of generated images written so far (named NNNN_class.png)."""
+    return sum(1 for p in out.glob("*_*.png")) if out.is_dir() else 0
+
+
 def run(num: int, model: str, batch_size: int, out: Path, every: float, timeout: float,
         steps: int | None = None) -> dict:
     command = [sys.executable, "-m", "maskgit.cli", "sample", "--model", model, "--num", str(num), "--batch-size",
@@ -53,7 +58,7 @@ def run(num: int, model: str, batch_size: int, out: Path, every: float, timeout:
         child = child or _python_child(proc.pid)
         rss = _peak_rss_mb(child) if child else None
         if rss is not None:
-            series.append({"seconds": round(time.time() - start, 1), "images_written": len(list(out.glob("0*.png"))),
+            series.append({"seconds": round(time.time() - start, 1), "images_written": _count(out),
                            "peak_rss_mb": round(rss, 1)})
             print(series[-1], flush=True)
     finished = proc.poll() is not None
@@ -61,7 +66,7 @@ def run(num: int, model: str, batch_size: int, out: Path, every: float, timeout:
         proc.terminate()
     stdout, stderr = proc.communicate()
     result = {"num_per_class": num, "finished": finished, "seconds": round(time.time() - start, 1),
-              "images_written": len(list(out.glob("0*.png"))), "series": series,
+              "images_written": _count(out), "series": series,
               "command": " ".join(["maskgit", *command[3:-2], "--out", "OUT"])}
     if finished:
         if proc.returncode != 0:

@@ -2,9 +2,7 @@
 to the tokenizer and data, run length rescaling, and data that does not fit refused before step 1."""
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from maskgit.cli import main
 from maskgit.config import TOKENIZER_PRESETS as OLD_IMPORT
@@ -12,18 +10,6 @@ from maskgit.config import TokenizerTrainingConfig, TransformerTrainingConfig
 from maskgit.data_fit import check_fit, describe_data
 from maskgit.presets import PRESETS, TOKENIZER_PRESETS, config_with_preset, nearest_preset, training_config
 from maskgit.training.run_config import plan_text, rescale_length, tokenizer_config, transformer_config
-
-
-def rgb_folder(root, sizes=((8, 8), (12, 12)), per_class=10, classes=("red", "blue")):
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            w, h = sizes[0] if i % 3 else sizes[-1]
-            pixels = rng.integers(0, 60, (h, w, 3))
-            pixels[..., 0 if c == 0 else 2] += 180
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}.png")
-    return root
 
 
 def test_preset_tables_stay_importable_from_config():
@@ -61,7 +47,7 @@ def test_json_preset_with_overrides_nested_and_flat():
         config_with_preset(TokenizerTrainingConfig, {"preset": "rgb-32", "tokenizr": {}})
 
 
-def test_without_config_the_data_choose_the_preset(tmp_path):
+def test_without_config_the_data_choose_the_preset(tmp_path, rgb_folder):
     info = describe_data(str(rgb_folder(tmp_path, sizes=((48, 48), (32, 32)))))
     assert info.channels == 3 and info.image_size == 48 and info.sizes == {(48, 48): 12, (32, 32): 8}
     cfg, notes = tokenizer_config(info)
@@ -70,7 +56,7 @@ def test_without_config_the_data_choose_the_preset(tmp_path):
     assert cfg == tokenizer_config(info)[0]  # deterministic: the same command resumes
 
 
-def test_transformer_preset_is_fitted_to_the_tokenizer_and_data(tmp_path):
+def test_transformer_preset_is_fitted_to_the_tokenizer_and_data(tmp_path, rgb_folder):
     info = describe_data(str(rgb_folder(tmp_path)))
     tok = TOKENIZER_PRESETS["rgb-32"]
     cfg, _ = transformer_config(info, tok, preset="rgb-64")
@@ -96,7 +82,7 @@ def test_run_length_rescales_warmup_and_decay():
     assert "before the decay ends" in plan_text(short, 60_000, 100)
 
 
-def test_check_fit_refuses_colour_for_grey_and_other_sizes_without_resize(tmp_path):
+def test_check_fit_refuses_colour_for_grey_and_other_sizes_without_resize(tmp_path, rgb_folder):
     info = describe_data(str(rgb_folder(tmp_path)))
     with pytest.raises(ValueError, match="colour images"):
         check_fit(info, 1, 8, resize=False, what="the tokenizer")
@@ -105,7 +91,7 @@ def test_check_fit_refuses_colour_for_grey_and_other_sizes_without_resize(tmp_pa
     assert any("resizing 8 of 20" in n for n in check_fit(info, 3, 8, resize=True, what="the tokenizer"))
 
 
-def test_fashion_mnist_config_on_an_rgb_folder_is_refused_before_step_1(tmp_path, capsys):
+def test_fashion_mnist_config_on_an_rgb_folder_is_refused_before_step_1(tmp_path, capsys, rgb_folder):
     folder = rgb_folder(tmp_path / "data", sizes=((28, 28),))
     out = tmp_path / "run"
     assert main(["train-tokenizer", "--config", "configs/tokenizer-fashion-mnist.json", "--data", str(folder),
@@ -114,7 +100,7 @@ def test_fashion_mnist_config_on_an_rgb_folder_is_refused_before_step_1(tmp_path
     assert not (out / "checkpoints").exists()
 
 
-def test_preset_training_resumes_with_the_same_command(tmp_path, capsys):
+def test_preset_training_resumes_with_the_same_command(tmp_path, capsys, rgb_folder):
     folder = rgb_folder(tmp_path / "data")
     argv = ["train-tokenizer", "--data", str(folder), "--resize", "--max-steps", "2", "--out", str(tmp_path / "tok"),
             "--no-progress"]

@@ -195,12 +195,12 @@ class MaskGIT(nn.Module):
         - one `torch.Generator` (or None: torch's global one) draws the noise of the whole batch at once, so
           image i depends on the batch size and on its position: sample 0 of a batch of 8 differs from the
           same seed at batch size 1;
-        - a list of B generators, one per image: image i draws only from generator i, so it is the same
-          whatever else is in the batch (`maskgit sample` does this: image i of --seed s uses
-          `torch.Generator().manual_seed(s * 1_000_003 + i)`).
+        - a list of B generators, one per image: image i draws only from generator i, so it gets the same
+          tokens whatever else is in the batch (pixels equal up to float rounding); `maskgit sample` does this:
+          image i of --seed s uses `torch.Generator().manual_seed(s * 1_000_003 + i)`.
 
         >>> g = [torch.Generator().manual_seed(s) for s in (7, 8)]
-        >>> pair = pipe.generate([0, 3], generator=g)      # pair[0] equals the single image of
+        >>> pair = pipe.generate([0, 3], generator=g)      # pair[0] matches the single image of
         >>> one = pipe.generate([0], generator=[torch.Generator().manual_seed(7)])
 
         Args:

@@ -91,7 +91,8 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
         },
         "model": str(model), "seed": seed, "sampling": sampling, "seconds": round(time.time() - start, 1),
     }
-    rows = torch.stack([x[:8], x[:8].masked_fill(mask[:8], 0.5), inpainted[:8], ex[:8], edited[:8]])
-    save_grid(rows.flatten(0, 1), out.with_suffix(".png"), nrow=8)
+    k = min(8, num_inpaint, num_edit)  # examples per row
+    rows = torch.stack([x[:k], x[:k].masked_fill(mask[:k], 0.5), inpainted[:k], ex[:k], edited[:k]])
+    save_grid(rows.flatten(0, 1), out.with_suffix(".png"), nrow=k)
     write_json_atomic(out, result)
     return result
