@@ -62,7 +62,23 @@ def sample_to_directory(model: str, out: str | Path, *, labels: Sequence[str] | 
     check_writable(paths, overwrite)
 
     shown, nrow = grid_indices(total, num_per_label if label_ids is not None else None)
-    grid = {}
+    grid = generate_to_files(pipe, out, names, label_ids, seed=seed, batch_size=batch_size, show_steps=show_steps,
+                             keep=shown, progress=progress, **sampling)
+    save_grid(torch.stack([grid[i] for i in sorted(grid)]), out / "grid.png", nrow=nrow)
+    write_json_atomic(out / "sampling.json", {
+        "model": str(model), "seed": seed, "labels": None if label_ids is None else label_ids.tolist(),
+        "generators": f"image i: torch.Generator().manual_seed(seed * {SEED_STRIDE} + i)", "batch_size": batch_size,
+        "grid": f"{len(grid)} of {total} images", "overrides": sampling, "config": to_dict(pipe.config),
+    })
+    return sorted(set(paths))
+
+
+def generate_to_files(pipe, out: Path, names: Sequence[str], label_ids: torch.Tensor | None, *, seed: int,
+                      batch_size: int, show_steps: bool, keep: set[int], progress: bool = True,
+                      **sampling) -> dict[int, torch.Tensor]:
+    """Generate image i (label_ids[i], or unconditional) into out / names[i], batch by batch; returns the images
+    whose indices are in `keep` (for the grid). With `show_steps`, the first images' steps go to steps.png."""
+    grid, total = {}, len(names)
     with tqdm(total=total, desc="sample", unit="img", disable=not progress) as bar:
         for start in range(0, total, batch_size):
             index = list(range(start, min(start + batch_size, total)))
@@ -77,16 +93,10 @@ def sample_to_directory(model: str, out: str | Path, *, labels: Sequence[str] | 
                 save_grid(steps.flatten(0, 1), out / "steps.png", nrow=steps.shape[1])
             for i, image in zip(index, images):
                 save_image(image, out / names[i])
-                if i in shown:
+                if i in keep:
                     grid[i] = image.cpu()
             bar.update(len(index))
-    save_grid(torch.stack([grid[i] for i in sorted(grid)]), out / "grid.png", nrow=nrow)
-    write_json_atomic(out / "sampling.json", {
-        "model": str(model), "seed": seed, "labels": None if label_ids is None else label_ids.tolist(),
-        "generators": f"image i: torch.Generator().manual_seed(seed * {SEED_STRIDE} + i)", "batch_size": batch_size,
-        "grid": f"{len(grid)} of {total} images", "overrides": sampling, "config": to_dict(pipe.config),
-    })
-    return sorted(set(paths))
+    return grid
 
 
 def grid_indices(total: int, per_label: int | None) -> tuple[set[int], int | None]:
