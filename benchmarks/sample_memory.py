@@ -7,8 +7,9 @@ memory grows with the images made (`sample` batches, streams PNGs and keeps no d
 Writes JSON and a PNG plot (RSS against images written). On a slow CPU, `--steps 1` gives the same memory picture
 in an eighth of the transformer time (no decoding history is kept, so memory does not depend on the steps).
 
-    OMP_NUM_THREADS=2 python benchmarks/sample_memory.py --num 1000 --out benchmarks/results/sample_memory
-    OMP_NUM_THREADS=2 python benchmarks/sample_memory.py --num 2 --out benchmarks/results/sample_memory_steps8
+    OMP_NUM_THREADS=2 python benchmarks/sample_memory.py --num 1000 --out benchmarks/results/sample_memory_num1000
+    OMP_NUM_THREADS=2 python benchmarks/sample_memory.py --num 1000 --steps 1 \
+        --out benchmarks/results/sample_memory_num1000_steps1
 """
 
 from __future__ import annotations
