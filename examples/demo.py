@@ -16,8 +16,9 @@ import torch
 import maskgit
 from maskgit import MaskGIT, bundled_models
 from maskgit.atomic import write_json_atomic
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig, to_dict
+from maskgit.config import ModelConfig, to_dict
 from maskgit.images import load_image, save_grid
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 ASSETS = Path(maskgit.__file__).parent / "assets" / "fashion-mnist-test"
 

@@ -115,7 +115,8 @@ def test_image_folder(tmp_path):
     assert image.shape == (3, 16, 16)
     assert image[0].mean() > 0.9 if label == 0 else image[2].mean() > 0.9
     grey = build_dataset(str(tmp_path), "test", image_size=8, channels=1)
-    assert grey[0][0].shape == (1, 8, 8)
+    with pytest.raises(ValueError, match="colour pixels"):  # never silently turned grey
+        grey[0]
     with pytest.raises(FileNotFoundError, match="fashion-mnist"):
         build_dataset(str(tmp_path / "nope"), "train", image_size=8)
 

@@ -92,7 +92,8 @@ def test_resume_with_other_settings_is_refused_and_keeps_the_run(tmp_path, chang
     saved = {p: p.read_bytes() for p in (tmp_path / "train_config.json", tmp_path / "final" / "tokenizer.json",
                                          tmp_path / "final" / "tokenizer.safetensors")}
     with pytest.raises(ValueError, match="new --out") as err:
-        train_tokenizer(smoke_config(**{"max_steps": 2, **change}), data="digits", out=tmp_path, progress=False)
+        train_tokenizer(smoke_config(**{"max_steps": 2, **change}), data="digits", out=tmp_path, progress=False,
+                        resize=True)  # digits are 8x8: a 10x10 tokenizer needs resize=True to reach the resume check
     assert message in str(err.value)
     assert all(p.read_bytes() == data for p, data in saved.items())
     assert latest_checkpoint(tmp_path / "checkpoints").name == "step_00000002"
@@ -123,7 +124,7 @@ def test_adversarial_entropy_r1_lecam_terms_are_finite(tmp_path, kind):
                        tokenizer={**json.loads(SMOKE.read_text())["tokenizer"], "image_size": size},
                        discriminator={"kind": kind, "in_channels": 1, "base_channels": 8, "num_layers": 2,
                                       "image_size": size})
-    train_tokenizer(cfg, data="digits", out=tmp_path, progress=False)
+    train_tokenizer(cfg, data="digits", out=tmp_path, progress=False, resize=size != 8)
     rows = read_metrics(tmp_path / "metrics.csv")
     assert rows[0]["d_loss"] == ""  # the discriminator starts at step 1 (0-based), logged from row 2
     for key in ("g_loss", "adaptive_weight", "d_loss", "r1", "entropy"):

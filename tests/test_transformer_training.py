@@ -115,14 +115,24 @@ def test_settings_that_do_not_fit_fail_before_any_step(tokenizer_dir, tmp_path, 
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "token_cache").exists()
 
 
-def test_grayscale_tokenizer_trains_on_an_rgb_image_folder(tokenizer_dir, tmp_path):
-    for c, cls in enumerate(("red", "blue")):
-        (tmp_path / "images" / cls).mkdir(parents=True)
-        for i in range(10):
-            Image.new("RGB", (12, 12), (200 * (1 - c), 10 * i, 200 * c)).save(tmp_path / "images" / cls / f"{i}.png")
+def test_grayscale_tokenizer_refuses_an_rgb_folder_and_trains_on_a_grey_one(tokenizer_dir, tmp_path):
+    for mode, folder in (("RGB", "rgb"), ("L", "grey")):
+        for c, cls in enumerate(("red", "blue")):
+            (tmp_path / folder / cls).mkdir(parents=True)
+            for i in range(10):
+                colour = (200 * (1 - c), 10 * i, 200 * c) if mode == "RGB" else 20 * i + 10 * c
+                Image.new(mode, (12, 12), colour).save(tmp_path / folder / cls / f"{i}.png")
     transformer = {**json.loads(open(SMOKE).read())["transformer"], "num_classes": 2}
-    final = train_transformer(smoke_config(max_steps=1, transformer=transformer), tokenizer_dir=tokenizer_dir,
-                              data=str(tmp_path / "images"), out=tmp_path / "run", progress=False)
+    cfg = smoke_config(max_steps=1, transformer=transformer)
+    with pytest.raises(ValueError, match="colour images"):  # never trained on silently greyed copies
+        train_transformer(cfg, tokenizer_dir=tokenizer_dir, data=str(tmp_path / "rgb"), out=tmp_path / "run",
+                          progress=False, resize=True)
+    with pytest.raises(ValueError, match="--resize"):  # 12x12 images, an 8x8 tokenizer
+        train_transformer(cfg, tokenizer_dir=tokenizer_dir, data=str(tmp_path / "grey"), out=tmp_path / "run",
+                          progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    final = train_transformer(cfg, tokenizer_dir=tokenizer_dir, data=str(tmp_path / "grey"), out=tmp_path / "run",
+                              progress=False, resize=True)
     assert MaskGIT.from_pretrained(final).class_names == ("blue", "red")
 
 

@@ -1,16 +1,9 @@
 """maskgit: MaskGIT (Chang et al., CVPR 2022) in PyTorch. Re-exports the public API only."""
 
-from .config import (
-    TOKENIZER_PRESETS,
-    TRANSFORMER_PRESETS,
-    ModelConfig,
-    SamplingConfig,
-    TokenizerConfig,
-    TransformerConfig,
-    TransformerTrainingConfig,
-)
+from .config import ModelConfig, SamplingConfig, TokenizerConfig, TransformerConfig, TransformerTrainingConfig
 from .decoding import decode, guided_logits_fn
 from .mvtm import drop_labels, mvtm_loss, random_token_mask
+from .presets import PRESETS, TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 from .schedules import SCHEDULES, mask_ratio
 from .transformer import MaskGITTransformer
 
@@ -25,7 +18,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "MaskGIT", "MaskGITTransformer", "ModelConfig", "SamplingConfig", "TOKENIZER_PRESETS", "TRANSFORMER_PRESETS",
+    "MaskGIT", "MaskGITTransformer", "ModelConfig", "PRESETS", "SamplingConfig", "TOKENIZER_PRESETS",
+    "TRANSFORMER_PRESETS",
     "TokenizerConfig", "TransformerConfig", "TransformerTrainingConfig", "SCHEDULES", "bundled_models", "decode",
     "drop_labels", "guided_logits_fn", "mask_ratio", "mvtm_loss", "random_token_mask",
 ]

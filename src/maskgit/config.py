@@ -1,162 +1,19 @@
-"""Typed configuration for every part of maskgit, plus the preset tables.
+"""Typed configuration for every part of maskgit: plain dataclasses with range checks.
 
-Configs are plain dataclasses, saved as JSON beside every checkpoint and sample dump
-(`to_dict` / `from_dict`). Special token ids (class tokens, null class, mask id) are
-derived here once, following the official MaskGIT vocabulary layout (SPEC section 5).
+Configs are saved as JSON beside every checkpoint and sample dump (`to_dict` / `from_dict`, in
+`typed_config.py`). Special token ids (class tokens, null class, mask id) are derived here once,
+following the official MaskGIT vocabulary layout (SPEC section 5). Named presets live in `presets.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from types import UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-T = TypeVar("T")
+from .typed_config import MISSING, check_ranges, config_differences, from_dict, to_dict
 
-
-def to_dict(config: Any) -> dict:
-    """Convert a (possibly nested) config dataclass into JSON-friendly dicts and lists."""
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            value = to_dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-def from_dict(cls: type[T], data: dict) -> T:
-    """Build config `cls` from a dict (e.g. parsed JSON), checking every value against the field's type.
-
-    Unknown keys are an error (they signal a mismatched file); so is a value of the wrong type, with the
-    field's dotted path in the message (`tokenizer.image_size must be an int, got '28'`). JSON lists become
-    tuples and ints given for float fields become floats.
-    """
-    return _from_dict(cls, data, "")
-
-
-MISSING = "<missing>"  # how `config_differences` shows a field one side lacks
-
-
-def config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted field path, old value, new value) for every field where two `to_dict` configs differ.
-
-    A field present on one side only shows `MISSING` on the other.
-    """
-    out = []
-    for name in sorted(set(old) | set(new)):
-        a, b, path = old.get(name, MISSING), new.get(name, MISSING), f"{prefix}{name}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(config_differences(a, b, f"{path}."))
-        elif a != b:
-            out.append((path, a, b))
-    return out
-
-
-def _from_dict(cls: type[T], data: Any, path: str) -> T:
-    where = f"{path}: " if path else f"{cls.__name__}: "
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}expected a JSON object of {cls.__name__} fields, got {data!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}unknown field(s) {unknown}; known fields are {sorted(names)}")
-    hints = get_type_hints(cls)
-    kwargs = {name: _check_value(value, hints[name], f"{path}.{name}" if path else name)
-              for name, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except ValueError as err:
-        if path:  # say which nested config a __post_init__ check refers to
-            raise ValueError(f"{path}: {err}") from err
-        raise
-
-
-def _describe(hint: Any) -> str:
-    """How a value of type `hint` is spelled in JSON, for error messages."""
-    origin, args = get_origin(hint), get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return f"a JSON object of {hint.__name__} fields"
-    if origin in (Union, UnionType):
-        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
-    if origin in (tuple, list):
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_PLURALS.get(args[0], 'values')}"
-        return f"a list of {len(args)} {_PLURALS.get(args[0], 'values')}" if args else "a list"
-    return _SINGULARS.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-_SINGULARS = {int: "an int", float: "a number", str: "a string", bool: "true or false"}
-_PLURALS = {int: "ints", float: "numbers", str: "strings", bool: "booleans"}
-
-
-def _check_value(value: Any, hint: Any, path: str) -> Any:
-    """Return `value` as field type `hint` stores it, or raise a ValueError naming `path`."""
-    wrong = ValueError(f"{path} must be {_describe(hint)}, got {value!r}")
-    origin, args = get_origin(hint), get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if not isinstance(value, dict):
-            raise wrong
-        return _from_dict(hint, value, path)
-    if origin in (Union, UnionType):
-        if value is None and type(None) in args:
-            return None
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _check_value(value, option, path)
-            except ValueError:
-                continue
-        raise wrong
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise wrong
-        if len(args) == 2 and args[1] is Ellipsis:
-            item_hints = [args[0]] * len(value)
-        elif args:
-            if len(value) != len(args):
-                raise wrong
-            item_hints = list(args)
-        else:
-            return tuple(value) if origin is tuple else list(value)
-        items = [_check_value(v, h, f"{path}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints))]
-        return tuple(items) if origin is tuple else items
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif hint is str:
-        ok = isinstance(value, str)
-    else:  # Any and other hints are not checked
-        ok = True
-    if not ok:
-        raise wrong
-    return value
-
-
-def _check_ranges(config: Any, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
-                  fraction: tuple[str, ...] = ()) -> None:
-    """Raise a ValueError for the first field outside its range (positive: > 0; fraction: in [0, 1]).
-
-    A name may index a tuple field: `betas[0]`.
-    """
-    def value(name: str) -> Any:
-        field_name, _, index = name.partition("[")
-        found = getattr(config, field_name)
-        return found[int(index.rstrip("]"))] if index else found
-
-    for names, ok, wanted in ((positive, lambda v: v > 0, "positive"), (non_negative, lambda v: v >= 0, ">= 0"),
-                              (fraction, lambda v: 0 <= v <= 1, "in [0, 1]")):
-        for name in names:
-            if not ok(value(name)):
-                raise ValueError(f"{name} must be {wanted}, got {value(name)!r}")
+__all__ = ["MISSING", "config_differences", "from_dict", "to_dict", "TokenizerConfig", "TransformerConfig",
+           "SamplingConfig", "ModelConfig", "TransformerTrainingConfig", "DiscriminatorConfig",
+           "TokenizerTrainingConfig"]
 
 
 @dataclass(frozen=True)
@@ -180,7 +37,7 @@ class TokenizerConfig:
     signed_pixels: bool = True  # the networks see [-1, 1]; False: [0, 1] as the official tokenizer
 
     def __post_init__(self):
-        _check_ranges(self, positive=("in_channels", "image_size", "base_channels", "embed_dim", "codebook_size",
+        check_ranges(self, positive=("in_channels", "image_size", "base_channels", "embed_dim", "codebook_size",
                                       "norm_groups"), non_negative=("num_res_blocks", "commitment_weight"),
                       fraction=("ema_decay",))
         if not self.channel_mult:
@@ -227,7 +84,7 @@ class TransformerConfig:
     causal: bool = False  # True: the autoregressive baseline (raster order, next-token objective; baselines/)
 
     def __post_init__(self):
-        _check_ranges(self, positive=("codebook_size", "grid_size", "hidden_size", "num_layers", "num_heads",
+        check_ranges(self, positive=("codebook_size", "grid_size", "hidden_size", "num_layers", "num_heads",
                                       "intermediate_size", "layer_norm_eps"), non_negative=("num_classes",),
                       fraction=("dropout",))
         if self.hidden_size % self.num_heads:
@@ -273,7 +130,7 @@ class SamplingConfig:
     guidance_schedule: str = "constant"
 
     def __post_init__(self):
-        _check_ranges(self, positive=("steps",), non_negative=("temperature", "choice_temperature"))
+        check_ranges(self, positive=("steps",), non_negative=("temperature", "choice_temperature"))
 
 
 @dataclass(frozen=True)
@@ -313,7 +170,7 @@ class TransformerTrainingConfig:
 
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # for the periodic sample grids
-    batch_size: int = 256
+    batch_size: int = 256  # the total over all processes (each of N takes batch_size / N), per micro-batch
     grad_accum_steps: int = 1
     max_steps: int = 100_000
     lr: float = 1e-4
@@ -337,7 +194,7 @@ class TransformerTrainingConfig:
     num_workers: int = 0
 
     def __post_init__(self):
-        _check_ranges(self, positive=("batch_size", "grad_accum_steps", "max_steps", "lr", "log_every",
+        check_ranges(self, positive=("batch_size", "grad_accum_steps", "max_steps", "lr", "log_every",
                                       "checkpoint_every"),
                       non_negative=("weight_decay", "warmup_steps", "grad_clip", "unmasked_weight", "sample_every",
                                     "num_workers"),
@@ -363,7 +220,7 @@ class DiscriminatorConfig:
     def __post_init__(self):
         if self.kind not in ("patchgan", "stylegan"):
             raise ValueError(f"discriminator kind must be 'patchgan' or 'stylegan', got {self.kind!r}")
-        _check_ranges(self, positive=("in_channels", "base_channels", "num_layers", "image_size"))
+        check_ranges(self, positive=("in_channels", "base_channels", "num_layers", "image_size"))
 
 
 @dataclass(frozen=True)
@@ -376,7 +233,7 @@ class TokenizerTrainingConfig:
 
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    batch_size: int = 64
+    batch_size: int = 64  # the total over all processes (each of N takes batch_size / N), per micro-batch
     grad_accum_steps: int = 1
     max_steps: int = 10_000
     lr: float = 1e-3
@@ -407,7 +264,7 @@ class TokenizerTrainingConfig:
     entropy_temperature: float = 0.01
     entropy_loss_type: str = "softmax"  # "softmax" or "argmax"
     codebook_init: str = "kmeans"  # "kmeans", "sample" or "none" (random)
-    init_batches: int = 20  # batches of encoder outputs the codebook is initialised from
+    init_batches: int = 20  # batches of encoder outputs the codebook is initialised from (at most one epoch)
     kmeans_iters: int = 10
     restart_dead_codes: bool = True
     dead_code_threshold: float = 0.03  # restart codes picked fewer times per batch on average
@@ -433,7 +290,7 @@ class TokenizerTrainingConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        _check_ranges(self, positive=("batch_size", "grad_accum_steps", "max_steps", "lr", "disc_lr",
+        check_ranges(self, positive=("batch_size", "grad_accum_steps", "max_steps", "lr", "disc_lr",
                                       "entropy_temperature", "r1_every", "restart_every", "log_every",
                                       "checkpoint_every"),
                       non_negative=("weight_decay", "warmup_steps", "grad_clip", "l1_weight", "l2_weight",
@@ -447,41 +304,10 @@ class TokenizerTrainingConfig:
             raise ValueError(f"codebook_init {self.codebook_init!r} needs init_batches >= 1, got {self.init_batches}")
 
 
-TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
-    # Test-sized: 8x8 grayscale (scikit-learn digits), factor 2 -> 4x4 grid.
-    "tiny": TokenizerConfig(in_channels=1, image_size=8, base_channels=16, channel_mult=(1, 2),
-                            num_res_blocks=1, embed_dim=8, codebook_size=16, norm_groups=8),
-    # 28x28 grayscale (Fashion-MNIST), factor 4 -> 7x7 grid: the architecture of the bundled tokenizer
-    # (configs/tokenizer-fashion-mnist.json; results/tokenizer-fashion-mnist.json).
-    "fashion-mnist": TokenizerConfig(in_channels=1, image_size=28, base_channels=32, channel_mult=(1, 2, 4),
-                                     num_res_blocks=2, embed_dim=64, codebook_size=512, l2_normalize=True,
-                                     norm_groups=16),
-    # 32x32 grayscale, factor 4 -> 8x8 grid.
-    "gray-32": TokenizerConfig(in_channels=1, image_size=32, base_channels=32, channel_mult=(1, 2, 4),
-                               num_res_blocks=2, embed_dim=64, codebook_size=512, l2_normalize=True,
-                               norm_groups=16),
-    # 64x64 RGB, factor 8 -> 8x8 grid.
-    "rgb-64": TokenizerConfig(in_channels=3, image_size=64, base_channels=64, channel_mult=(1, 1, 2, 2),
-                              num_res_blocks=2, mid_attention=True, embed_dim=128, codebook_size=1024),
-    # Official ImageNet VQGAN layout (SPEC 5b): factor 16, 1024 codes of 256 dims.
-    "imagenet": TokenizerConfig(in_channels=3, image_size=256, base_channels=128, channel_mult=(1, 1, 2, 2, 4),
-                                num_res_blocks=2, embed_dim=256, codebook_size=1024, official_shortcut=True,
-                                downsample="avgpool", signed_pixels=False),
-}
+def __getattr__(name):
+    # The preset tables moved to `presets.py`; `from maskgit.config import TOKENIZER_PRESETS` keeps working.
+    if name in ("TOKENIZER_PRESETS", "TRANSFORMER_PRESETS", "preset", "PRESETS"):
+        from . import presets
 
-TRANSFORMER_PRESETS: dict[str, TransformerConfig] = {
-    "tiny": TransformerConfig(codebook_size=16, num_classes=10, grid_size=4, hidden_size=32, num_layers=2,
-                              num_heads=2, intermediate_size=64),
-    "small": TransformerConfig(),
-    "imagenet-256": TransformerConfig(codebook_size=1024, num_classes=1000, grid_size=16, hidden_size=768,
-                                      num_layers=24, num_heads=16, intermediate_size=3072, null_class=False),
-    "imagenet-512": TransformerConfig(codebook_size=1024, num_classes=1000, grid_size=32, hidden_size=768,
-                                      num_layers=24, num_heads=16, intermediate_size=3072, null_class=False),
-}
-
-
-def preset(table: dict[str, T], name: str) -> T:
-    """Look a preset up by name, with an error that lists the choices."""
-    if name not in table:
-        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(table)}")
-    return table[name]
+        return getattr(presets, name)
+    raise AttributeError(f"module 'maskgit.config' has no attribute {name!r}")

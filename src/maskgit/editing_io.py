@@ -7,6 +7,7 @@ existing file unless asked.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -19,11 +20,16 @@ from .images import load_image, save_image
 from .outputs import check_writable
 
 
-def load_inputs(paths: Sequence[str | Path], channels: int, size: int, resize: bool) -> torch.Tensor:
-    """Image files -> (B, C, size, size) in [0, 1]; a file of another size is resized or refused."""
+def load_inputs(paths: Sequence[str | Path], channels: int, size: int, resize: bool,
+                notes: list[str] | None = None) -> torch.Tensor:
+    """Image files -> (B, C, size, size) in [0, 1]; a file of another size is resized or refused.
+
+    Files are read exactly (see `maskgit.images.load_image`: 16-bit, palette, alpha); what was done to them
+    (alpha composited on black) is appended to `notes`.
+    """
     images = []
     for path in paths:
-        image = load_image(path, channels=channels)
+        image = load_image(path, channels=channels, notes=notes)
         if image.shape[-2:] != (size, size):
             if not resize:
                 raise ValueError(f"{path} is {image.shape[2]}x{image.shape[1]} pixels but the model works on "
@@ -35,8 +41,8 @@ def load_inputs(paths: Sequence[str | Path], channels: int, size: int, resize: b
 
 
 def load_mask(path: str | Path, size: tuple[int, int], resize: bool) -> torch.Tensor:
-    """A mask image (white/non-zero = regenerate) -> (1, 1, H, W) bool."""
-    mask = load_image(path, channels=1)
+    """A mask image (white = regenerate; colour masks by their mean channel value) -> (1, 1, H, W) bool."""
+    mask = load_image(path, channels=3).mean(0, keepdim=True)
     if mask.shape[-2:] != size:
         if not resize:
             raise ValueError(f"mask {path} is {mask.shape[2]}x{mask.shape[1]} but the images are "
@@ -57,7 +63,10 @@ def edit_files(model: str, task: str, inputs: Sequence[str | Path], out: str | P
     targets = [out / f"{Path(p).stem}_{task}.png" for p in inputs]
     check_writable(targets + [out / f"{task}.json"], overwrite)
     tcfg = pipe.tokenizer.config
-    images = load_inputs(inputs, tcfg.in_channels, tcfg.image_size, resize).to(pipe.device)
+    notes: list[str] = []
+    images = load_inputs(inputs, tcfg.in_channels, tcfg.image_size, resize, notes).to(pipe.device)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if labels is not None and len(labels) not in (1, len(images)):
         raise ValueError(f"give one label, or one per image ({len(images)}), got {len(labels)}")
     labels = None if labels is None else list(labels) * (len(images) if len(labels) == 1 else 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .atomic import write_bytes_atomic
 
@@ -58,17 +58,79 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return save_image(make_grid(images.detach().float().clamp(0, 1).cpu(), nrow, padding, pad_value), path)
 
 
-def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
-    """Read any image file PIL understands -> (channels, H, W) float in [0, 1] (channels 1 or 3)."""
+ALPHA_BACKGROUND = "black"  # transparent pixels are composited on this (value 0), as the model never sees alpha
+_REFUSED_MODES = {"CMYK": "a CMYK (print) image", "LAB": "a CIELAB image", "HSV": "an HSV image",
+                  "RGBX": "an RGBX image", "RGBa": "a premultiplied-alpha image", "La": "a premultiplied-alpha image"}
+
+
+def load_image(path: str | os.PathLike, channels: int = 3, notes: list[str] | None = None) -> torch.Tensor:
+    """Read an image file without changing its content -> (channels, H, W) float in [0, 1].
+
+    8- and 16-bit grayscale, RGB, palette and 1-bit images are read exactly (16-bit colour PNGs at the 8 bits
+    Pillow decodes them to, within 1/255); alpha (RGBA, LA, transparent palettes) is composited on black, with a
+    line appended to `notes`. Grey images become RGB by repeating the channel.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a readable image, or not readable exactly: colour
+            pixels asked for as one channel, several frames, CMYK and other colour spaces, 32-bit integers,
+            float values outside [0, 1]; the message says why and what to do.
+    """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not Path(path).is_file():
         raise FileNotFoundError(f"image {path} does not exist (or is not a file)")
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(image, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as err:  # PIL: unidentified, truncated or malformed files
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise ValueError(f"{path} holds {frames} frames (an animation or a stack); save the frame you mean "
+                                 f"as a PNG")
+            rawmode = image.tile[0][3] if image.tile and len(image.tile[0]) > 3 else ""
+            array, alpha = _pixels(ImageOps.exif_transpose(image), path)  # the orientation the file asks for
+    except (OSError, SyntaxError) as err:  # PIL: unidentified, truncated or malformed files
         raise ValueError(f"{path} is not a readable image file ({err}); re-export it as PNG or JPEG") from None
-    tensor = torch.from_numpy(array.copy()).float() / 255.0
-    return tensor[None] if channels == 1 else tensor.permute(2, 0, 1).contiguous()
+    if notes is not None and isinstance(rawmode, str) and rawmode.startswith(("RGB;16", "RGBA;16", "LA;16")):
+        notes.append(f"{path}: 16-bit colour PNG read at 8 bits per channel (Pillow's decoding)")
+    if alpha is not None and (alpha < 1).any():
+        array = array * alpha[..., None]  # composite on black (0): out = a * colour + (1 - a) * 0
+        if notes is not None:
+            notes.append(f"{path}: transparent pixels composited on a {ALPHA_BACKGROUND} background")
+    if array.shape[-1] == 3 and channels == 1:
+        if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
+            raise ValueError(f"{path} has colour pixels but grayscale (1-channel) images are wanted; convert it to "
+                             f"grayscale yourself if you mean to, or use an RGB model / preset")
+        array = array[..., :1]
+    if array.shape[-1] == 1 and channels == 3:
+        array = np.repeat(array, 3, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
+
+
+def _pixels(image: Image.Image, path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 1 or 3) float64 values in [0, 1] and the (H, W) alpha in [0, 1] (None without alpha)."""
+    mode = image.mode
+    if mode in _REFUSED_MODES:
+        raise ValueError(f"{path} is {_REFUSED_MODES[mode]}, which cannot be read as RGB exactly; convert it to RGB "
+                         f"(or grayscale) PNG first")
+    if mode == "P":
+        mode, image = ("RGBA", image.convert("RGBA")) if "transparency" in image.info else ("RGB", image.convert("RGB"))
+    elif mode == "PA":
+        mode, image = "RGBA", image.convert("RGBA")
+    elif mode in ("1", "YCbCr"):  # bilevel -> 0/255 and JPEG's YCbCr -> RGB are the formats' own decodings
+        mode, image = ("L", image.convert("L")) if mode == "1" else ("RGB", image.convert("RGB"))
+    values = np.asarray(image)
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        values = values.astype(np.float64) / 255.0
+    elif mode.startswith("I;16") or (mode == "I" and image.format == "PNG"):  # 16-bit grayscale PNG
+        values = values.astype(np.float64) / 65535.0
+    elif mode == "F" and values.size and 0 <= values.min() and values.max() <= 1:
+        values = values.astype(np.float64)
+    elif mode in ("I", "F"):
+        raise ValueError(f"{path} holds {'32-bit integer' if mode == 'I' else 'floating-point'} pixels whose range "
+                         f"is not known to be [0, 1]; save it as an 8- or 16-bit PNG")
+    else:
+        raise ValueError(f"{path} has the image mode {mode!r}, which cannot be read exactly; convert it to an RGB or "
+                         f"grayscale PNG first")
+    values = values.reshape(*values.shape[:2], -1)
+    if mode in ("LA", "RGBA"):
+        return values[..., :-1], values[..., -1]
+    return values, None

@@ -261,12 +261,24 @@ class MaskGIT(nn.Module):
                  **sampling) -> torch.Tensor:
         """Sample images.
 
+        Randomness comes from `generator`, in one of two forms:
+        - one `torch.Generator` (or None: torch's global one) draws the noise of the whole batch at once, so
+          image i depends on the batch size and on its position: sample 0 of a batch of 8 differs from the
+          same seed at batch size 1;
+        - a list of B generators, one per image: image i draws only from generator i, so it gets the same
+          tokens whatever else is in the batch (pixels equal up to float rounding); `maskgit sample` does this:
+          image i of --seed s uses `torch.Generator().manual_seed(s * 1_000_003 + i)`.
+
+        >>> g = [torch.Generator().manual_seed(s) for s in (7, 8)]
+        >>> pair = pipe.generate([0, 3], generator=g)      # pair[0] matches the single image of
+        >>> one = pipe.generate([0], generator=[torch.Generator().manual_seed(7)])
+
         Args:
             labels: class indices or names, one per image (None for an unconditional model).
             num_samples: batch size when labels is None, or to repeat a single label.
             **sampling: steps, schedule, temperature, choice_temperature, guidance_scale,
-                guidance_schedule, generator, dtype, compile (see `fill_tokens`); for a causal model
-                temperature, top_k, sampler, generator, dtype (see `sample_autoregressive`).
+                guidance_schedule, generator (see above), dtype, compile (see `fill_tokens`); for a causal
+                model temperature, top_k, sampler, generator, dtype (see `sample_autoregressive`).
         Returns:
             (B, C, H, W) float images in [0, 1]; with return_history, also the (B, T, N) tokens
             after each step (mask id where still unknown; a causal model: after each row).

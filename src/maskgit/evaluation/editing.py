@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json_atomic
 from ..editing import EDIT_START_ITER
 from .classifier import predict
-from .frechet import frechet_distance_between
+from .frechet import frechet_or_none
 
 
 def centre_mask(images: torch.Tensor, fraction: float = 0.5) -> torch.Tensor:
@@ -36,12 +36,14 @@ def _batched(fn, *tensors, batch_size: int, desc: str):
 
 def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str = "fashion-mnist",
                      data_root: str | None = None, num_inpaint: int = 500, num_edit: int = 200, seed: int = 0,
-                     batch_size: int = 100, device: str = "cpu", overwrite: bool = False, **sampling) -> dict:
-    """Run both editing benchmarks on the first test images; write JSON and a PNG of examples."""
+                     batch_size: int = 100, device: str = "cpu", overwrite: bool = False, resize: bool = False,
+                     **sampling) -> dict:
+    """Run both editing benchmarks on test images of `data` (which the model must fit: other sizes need `resize`);
+    write JSON and a PNG of examples. At most half the test split is inpainted; the rest is the real reference."""
     from ..images import save_grid
     from ..outputs import result_paths
     from ..pipeline import MaskGIT
-    from .report import check_data, dataset_tensors, load_judge
+    from .report import check_data, load_judge, model_data
 
     out, _ = result_paths(out, overwrite, inputs=[model])
     if sampling.get("steps") is not None and sampling["steps"] <= EDIT_START_ITER:
@@ -51,9 +53,10 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
         raise ValueError(f"--num-inpaint and --num-edit must be >= 1, got {num_inpaint} and {num_edit}")
     start = time.time()
     pipe = MaskGIT.from_pretrained(model, device=device)
-    judge = load_judge(classifier, pipe, data)
-    test_x, test_y = dataset_tensors(data, "test", data_root)
+    judge = load_judge(classifier, pipe, data, model)
+    test_x, test_y = model_data(data, pipe, "test", data_root=data_root, resize=resize)
     check_data(test_x, test_y, pipe, data)
+    num_inpaint, num_edit = min(num_inpaint, max(1, len(test_x) // 2)), min(num_edit, len(test_x))
     g = torch.Generator(pipe.device).manual_seed(seed)
     order = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed))
 
@@ -78,8 +81,8 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
             "num_images": num_inpaint, "mask": "centre 50% x 50%",
             "label_kept": float((pred_inp == y).float().mean()),
             "label_kept_unedited": float((pred_orig == y).float().mean()),
-            "frechet_inpainted_vs_real": frechet_distance_between(feat_inp.numpy(), feat_real.numpy()),
-            "frechet_unedited_vs_real": frechet_distance_between(feat_orig.numpy(), feat_real.numpy()),
+            "frechet_inpainted_vs_real": frechet_or_none(feat_inp.numpy(), feat_real.numpy()),
+            "frechet_unedited_vs_real": frechet_or_none(feat_orig.numpy(), feat_real.numpy()),
         },
         "class_editing": {
             "num_trials": num_edit, "box": "whole image",
@@ -88,7 +91,8 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
         },
         "model": str(model), "seed": seed, "sampling": sampling, "seconds": round(time.time() - start, 1),
     }
-    rows = torch.stack([x[:8], x[:8].masked_fill(mask[:8], 0.5), inpainted[:8], ex[:8], edited[:8]])
-    save_grid(rows.flatten(0, 1), out.with_suffix(".png"), nrow=8)
+    k = min(8, num_inpaint, num_edit)  # examples per row
+    rows = torch.stack([x[:k], x[:k].masked_fill(mask[:k], 0.5), inpainted[:k], ex[:k], edited[:k]])
+    save_grid(rows.flatten(0, 1), out.with_suffix(".png"), nrow=k)
     write_json_atomic(out, result)
     return result

@@ -34,3 +34,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def frechet_distance_between(features_a, features_b) -> float:
     """Frechet distance between two (M, D) feature sets."""
     return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
+
+
+def frechet_or_none(features_a, features_b) -> float | None:
+    """`frechet_distance_between`, or None when either set has fewer than two samples (no covariance)."""
+    if len(features_a) < 2 or len(features_b) < 2:
+        return None
+    return frechet_distance_between(features_a, features_b)

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .classifier import Classifier, predict
-from .frechet import frechet_distance_between
+from .frechet import frechet_or_none
 
 
 @torch.no_grad()
@@ -34,7 +34,7 @@ def score_images(classifier: Classifier, images: torch.Tensor, labels: torch.Ten
     return {
         "agreement": float((preds == labels).float().mean()),
         "agreement_per_class": per_class,
-        "frechet_to_real_test": frechet_distance_between(feats.numpy(), real_features.numpy()),
+        "frechet_to_real_test": frechet_or_none(feats.numpy(), real_features.numpy()),
         "num_images": len(images),
     }
 
@@ -47,6 +47,6 @@ def real_baseline(classifier: Classifier, train_images: torch.Tensor, test_image
     _, train_feats = predict(classifier, train_images[idx])
     return {
         "classifier_test_accuracy": float((preds == test_labels).float().mean()),
-        "frechet_real_train_vs_test": frechet_distance_between(train_feats.numpy(), test_feats.numpy()),
+        "frechet_real_train_vs_test": frechet_or_none(train_feats.numpy(), test_feats.numpy()),
         "test_features": test_feats,
     }

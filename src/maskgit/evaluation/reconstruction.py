@@ -91,11 +91,14 @@ def comparison_images(tokenizer, dataset: Dataset, num: int = 64) -> tuple[torch
 
 def evaluate_tokenizer(tokenizer_dir: str | Path, out: str | Path, *, data: str = "fashion-mnist",
                        split: str = "test", data_root: str | None = None, device: str = "cpu",
-                       batch_size: int = 500, num_shown: int = 64, overwrite: bool = False) -> dict:
-    """Metrics of a saved tokenizer on `split`, written to `out` (JSON) with `out` .png beside it."""
+                       batch_size: int = 500, num_shown: int = 64, overwrite: bool = False,
+                       resize: bool = False) -> dict:
+    """Metrics of a saved tokenizer on `split`, written to `out` (JSON) with `out` .png beside it (data of another
+    image size than the tokenizer's needs `resize`)."""
     from ..atomic import write_json_atomic
     from ..config import to_dict
     from ..data import build_dataset
+    from ..data_fit import check_fit, describe_data
     from ..outputs import result_paths
     from ..vq import load_tokenizer
 
@@ -104,6 +107,8 @@ def evaluate_tokenizer(tokenizer_dir: str | Path, out: str | Path, *, data: str 
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     tokenizer = load_tokenizer(tokenizer_dir, device)
     cfg = tokenizer.config
+    for note in check_fit(describe_data(data), cfg.in_channels, cfg.image_size, resize=resize, what="the tokenizer"):
+        print(f"note: {note}")
     dataset = build_dataset(data, split, cfg.image_size, root=data_root, channels=cfg.in_channels)
     metrics = reconstruction_metrics(tokenizer, dataset, batch_size)
     png = save_comparison(*comparison_images(tokenizer, dataset, num_shown), png_path)

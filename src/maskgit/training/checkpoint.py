@@ -203,7 +203,8 @@ def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.
 
 
 def stop_step(config_max_steps: int, max_steps: int | None) -> int:
-    """Where a run stops: the config's max_steps, or earlier with `--max-steps` (the LR schedule is unchanged)."""
+    """Where a run stops: the config's max_steps, or earlier at `max_steps` (a library option for smoke tests:
+    the LR schedule is unchanged; the CLI's --max-steps instead sets the run length, see `run_config`)."""
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
                          f"train the config's max_steps = {config_max_steps})")
@@ -249,7 +250,8 @@ def check_resume(checkpoint: str | os.PathLike, config: Any, *, identity: dict |
     free_here = sorted(name for name in free if name in to_dict(config))
     listed = "; ".join(f"{name}: {old!r} in the checkpoint, {new!r} now" for name, old, new in diffs)
     hint = ("max_steps cannot change on resume because the learning-rate schedule decays to it, so a "
-            "different max_steps is a different run (to stop early, keep the config and pass --max-steps N). "
+            "different max_steps is a different run (--max-steps and --epochs set it and rescale the warm-up, so "
+            "they must be given as in the original command). "
             if any(name == "max_steps" for name, _, _ in diffs) else "")
     raise ValueError(f"{run} holds a run started with other settings ({checkpoint.name}): {listed}. "
                      f"{hint}Use a new --out for the new settings, delete {run} to start over, or rerun with "

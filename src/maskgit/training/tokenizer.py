@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json_atomic
 from ..config import TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
+from ..data_fit import check_fit, describe_data
 from ..evaluation.reconstruction import save_comparison
 from ..fastpath import resolve_mixed_precision
 from ..outputs import check_output_dir
@@ -30,6 +31,7 @@ from ..vq.discriminator import build_discriminator
 from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
+from .run_config import plan_text
 
 
 def lr_factor(step: int, cfg: TokenizerTrainingConfig) -> float:
@@ -106,11 +108,12 @@ def discriminator_loss_terms(disc, images, recon, cfg: TokenizerTrainingConfig, 
 
 
 @torch.no_grad()
-def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingConfig, accelerator) -> None:
-    """K-means (or sampled) codebook from the encoder outputs of the first `init_batches` batches, gathered
-    from every process so all processes compute the same codebook."""
+def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingConfig, accelerator,
+                        num_images: int) -> None:
+    """K-means (or sampled) codebook from the encoder outputs of the first `init_batches` batches (at most one
+    pass over the `num_images` training images), gathered from every process so all compute the same codebook."""
     latents = []
-    for _ in range(cfg.init_batches):
+    for _ in range(min(cfg.init_batches, -(-num_images // cfg.batch_size))):
         z = model.encode_latents(batches.next()).float()
         latents.append(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
     vectors = accelerator.gather(torch.cat(latents))
@@ -119,34 +122,42 @@ def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingCo
 
 
 def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path, data_root: str | None = None,
-                    max_steps: int | None = None, progress: bool = True) -> Path:
+                    max_steps: int | None = None, progress: bool = True, resize: bool = False) -> Path:
     """Train (or resume) a VQGAN tokenizer; returns `out/final` (tokenizer.safetensors + tokenizer.json).
 
     Args:
         cfg: the resolved training config (saved beside every checkpoint).
         data: 'fashion-mnist', 'digits' or an image folder (see `maskgit.data.build_dataset`).
         out: run directory; re-running the same command resumes from its latest checkpoint.
-        max_steps: stop early at this step (smoke tests); the LR schedule still uses cfg.max_steps.
+        max_steps: stop early at this step (smoke tests); the LR schedule still uses cfg.max_steps (to change the
+            run length, rescale the config with `maskgit.training.run_config.rescale_length`).
+        resize: allow data of another image size than the tokenizer's (resized); without it such data is refused.
 
     Raises:
-        ValueError: max_steps < 1, or an `out` holding a run started with other settings or data (see
-            `check_resume`), before any training step.
+        ValueError: max_steps < 1, data the tokenizer does not fit (colour for 1 channel, another size without
+            `resize`; see `maskgit.data_fit.check_fit`), or an `out` holding a run started with other settings or
+            data (see `check_resume`), before any training step.
     """
     stop = stop_step(cfg.max_steps, max_steps)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
+    tcfg = cfg.tokenizer
+    info = describe_data(data, progress=progress)
+    notes = check_fit(info, tcfg.in_channels, tcfg.image_size, resize=resize, what="the tokenizer")
     # cpu=True on a machine without CUDA lets `accelerate launch --multi_gpu --num_processes N` (torchrun)
     # start N gloo-connected CPU processes; with CUDA, Accelerate places each process on its GPU.
     mixed_precision = resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
-    tcfg = cfg.tokenizer
+    for note in notes:
+        accelerator.print(f"note: {note}")
     dataset = build_dataset(data, "train", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val = build_dataset(data, "val", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val_images = torch.stack([val[i][0] for i in range(min(32, len(val)))]).to(device)
     identity = {"data": dataset_fingerprint(dataset)}  # a resumed run must see the same training images
+    accelerator.print(plan_text(cfg, len(dataset), stop))
     if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
         check_resume(ckpt, cfg, identity=identity)
 
@@ -180,7 +191,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
                               f"from this checkpoint")
     batches = Batches(dataset, cfg, step * cfg.grad_accum_steps, rank, world, device)
     if step == 0 and cfg.codebook_init != "none":
-        initialise_codebook(model, batches, cfg, accelerator)
+        initialise_codebook(model, batches, cfg, accelerator, len(dataset))
         batches = Batches(dataset, cfg, 0, rank, world, device)  # training starts from the first batch again
     if accelerator.is_main_process:
         write_json_atomic(out / "train_config.json", to_dict(cfg))

@@ -28,6 +28,7 @@ from .checkpoint import check_resume, latest_checkpoint, load_training_state, sa
 from .ema import EMA
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
+from .run_config import plan_text
 from .token_cache import cached_tokens, tokenizer_fingerprint
 
 
@@ -101,7 +102,7 @@ def check_model_settings(cfg: TransformerTrainingConfig, transformer: Transforme
 
 def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Path, data: str, out: str | Path,
                       data_root: str | None = None, split: str = "trainval", max_steps: int | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, resize: bool = False) -> Path:
     """Train (or resume) a MaskGIT transformer; returns the directory of the final `save_pretrained` model.
 
     Args:
@@ -110,23 +111,33 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         data: dataset name or folder (see `maskgit.data.build_dataset`).
         split: which part of it to train on (default: train + validation; the test split stays unseen).
         out: run directory; re-running the same command resumes from its latest checkpoint.
-        max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps.
+        max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps (to change the
+            run length, rescale the config with `maskgit.training.run_config.rescale_length`).
+        resize: allow data of another image size than the tokenizer's (resized); without it such data is refused.
 
     Raises:
-        ValueError: max_steps < 1; a transformer config that does not fit the tokenizer or dataset; or an `out`
-            holding a run started with other settings (see `check_resume`), all before any training step.
+        ValueError: max_steps < 1; data the tokenizer does not fit (see `maskgit.data_fit.check_fit`); a
+            transformer config that does not fit the tokenizer or dataset; or an `out` holding a run started with
+            other settings (see `check_resume`), all before any training step.
     """
     from ..data import EpochBatchSampler, build_dataset, dataset_fingerprint
+    from ..data_fit import check_fit, describe_data
     from ..vq import load_tokenizer
 
     stop = stop_step(cfg.max_steps, max_steps)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
+    tokenizer = load_tokenizer(tokenizer_dir)
+    info = describe_data(data, progress=progress)
+    notes = check_fit(info, tokenizer.config.in_channels, tokenizer.config.image_size, resize=resize,
+                      what="the tokenizer")
     # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
     mixed_precision = resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
-    tokenizer = load_tokenizer(tokenizer_dir).to(device)
+    tokenizer = tokenizer.to(device)
+    for note in notes:
+        accelerator.print(f"note: {note}")
     dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size,
                             channels=tokenizer.config.in_channels)
     class_names = tuple(getattr(dataset, "classes", ()))
@@ -140,6 +151,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", hflip=cfg.hflip,
                                    is_main=accelerator.is_main_process, wait=accelerator.wait_for_everyone)
     tokens, labels = tokens.to(device), labels.to(device)
+    accelerator.print(plan_text(cfg, len(tokens), stop))
 
     torch.manual_seed(cfg.seed)
     model = MaskGITTransformer(tcfg).to(device)
