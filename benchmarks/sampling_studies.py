@@ -73,7 +73,7 @@ def run_cell(pipe, extractor, reference: dict, labels: np.ndarray, overrides: di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=["schedules", "guidance", "temperature"])
-    parser.add_argument("--num-per-class", type=int, default=20)
+    parser.add_argument("--num-per-class", type=int, default=10, help="samples of every class in every cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--schedules", default=",".join(SCHEDULES),
@@ -138,10 +138,10 @@ def plot_schedules(result: dict, path: Path) -> None:
                ("recall", "recall"), ("class_agreement", "class agreement")]
     fig, axes = plt.subplots(1, 4, figsize=(22, 5))
     for ax, (key, title) in zip(axes, metrics):
-        grid = np.array([[next(r[key] for r in rows if r["schedule"] == s and r["steps"] == t) for t in STEPS]
-                         for s in SCHEDULES])
+        grid = np.array([[next((r[key] for r in rows if r["schedule"] == s and r["steps"] == t), np.nan)
+                          for t in STEPS] for s in SCHEDULES])  # NaN: a cell not run
         im = ax.imshow(grid, cmap="viridis_r" if key == "frechet_distance" else "viridis", aspect="auto")
-        best = grid.argmin(1) if key == "frechet_distance" else grid.argmax(1)
+        best = np.nanargmin(grid, 1) if key == "frechet_distance" else np.nanargmax(grid, 1)
         for i in range(len(SCHEDULES)):
             for j in range(len(STEPS)):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,

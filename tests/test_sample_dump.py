@@ -100,10 +100,11 @@ def test_cli_dump_pngs_and_overwrite_protection(model_dir, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def digits_setup(tmp_path_factory, model_dir):
-    from maskgit.evaluation.report import train_judge
+    from maskgit.evaluation.classifier import Classifier, ClassifierConfig, save_classifier
 
     root = tmp_path_factory.mktemp("digits")
-    train_judge("digits", root / "judge", epochs=1, batch_size=32)
+    torch.manual_seed(0)
+    save_classifier(Classifier(ClassifierConfig(image_size=8)), root / "judge")  # untrained: features suffice
     assert main(["reference-batch", "--data", "digits", "--split", "test", "--out", str(root / "test.npz")]) == 0
     assert main(["reference-batch", "--data", "digits", "--split", "trainval", "--num", "130", "--out",
                  str(root / "train.npz")]) == 0
@@ -122,7 +123,7 @@ def test_metrics_with_judge_features_and_cas(digits_setup, capsys):
     g, b = r["generated"], r["baseline"]
     assert g["num_images"] == 130 and b["num_images"] == 130 and r["reference"]["num_images"] > 100
     assert b["frechet_distance"] < g["frechet_distance"]  # real training digits are closer than an untrained model
-    assert b["class_agreement"] > 0.25 and 0 <= g["class_agreement"] <= 1
+    assert 0 <= b["class_agreement"] <= 1 and 0 <= g["class_agreement"] <= 1
     assert r["dump"]["settings"]["num_per_class"] == 13 and r["features"]["weights_sha256"]
     assert set(r["cas"]["generated"]) == {"top1", "top5"} and r["cas"]["real"]["top1"] > r["cas"]["generated"]["top1"]
     assert r["cas"]["num_train"] == 130 and (root / "m.png").is_file()

@@ -68,19 +68,19 @@ def dump_paths(out: str | Path) -> dict[str, Path]:
     return {"npz": out, "json": out.with_suffix(".json"), "parts": out.with_name(out.stem + ".parts")}
 
 
-def _check_resume(parts: Path, settings: dict, overwrite: bool) -> None:
+def _stale_parts(parts: Path, settings: dict, overwrite: bool) -> bool:
+    """True if `parts` holds an unfinished dump with other settings (an error unless `overwrite`)."""
     found = parts / "settings.json"
     if not found.is_file():
-        return
+        return False
     try:
         old = json.loads(found.read_text())
     except (OSError, json.JSONDecodeError):
         old = None
-    if old != settings:
-        if not overwrite:
-            raise ValueError(f"{parts} holds an unfinished dump made with other settings; rerun with the same "
-                             f"settings to resume it, or pass --overwrite to discard it")
-        shutil.rmtree(parts)
+    if old != settings and not overwrite:
+        raise ValueError(f"{parts} holds an unfinished dump made with other settings; rerun with the same "
+                         f"settings to resume it, or pass --overwrite to discard it")
+    return old != settings
 
 
 def _load_chunk(path: Path, chunk: range) -> np.ndarray | None:
@@ -157,8 +157,10 @@ def sample_dump(model: str, out: str | Path, *, num_per_class: int, seed: int = 
                 "sampling": {**vars(pipe.sampling), **sampling}, "model_config": to_dict(pipe.config),
                 "labels": "sample i has class i // num_per_class",
                 "seeding": "sample i draws from torch.Generator(sample_seed(seed, i)) (SeedSequence([seed, i]))"}
+    stale = _stale_parts(paths["parts"], settings, overwrite)  # every process checks, so all stop together
     if rank == 0:
-        _check_resume(paths["parts"], settings, overwrite)
+        if stale:
+            shutil.rmtree(paths["parts"])
         write_json_atomic(paths["parts"] / "settings.json", settings)
     barrier()
     chunks = chunk_ranges(len(labels), batch_size)
