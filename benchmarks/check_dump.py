@@ -4,7 +4,8 @@ A dump made on N processes (or resumed after kills) must equal the one-process d
 chunks here (by default the first chunk of each of the first two processes and the last chunk) checks that
 without paying for a second full dump.
 
-    python benchmarks/check_dump.py /tmp/maskgit-metrics/fmnist-10k.npz --out benchmarks/results/fashion-mnist-10k-check.json
+    python benchmarks/check_dump.py /tmp/maskgit-metrics/fmnist-10k.npz \
+        --out benchmarks/results/fashion-mnist-10k-check.json
 """
 
 from __future__ import annotations
