@@ -34,9 +34,9 @@ from maskgit.evaluation.sample_dump import balanced_labels, chunk_ranges, genera
 
 SCHEDULES = ["cosine", "square", "cubic", "exponential", "linear", "square-root", "logarithmic", "arccos"]
 STEPS = [4, 6, 8, 10, 12, 16, 24, 32]
-GUIDANCE = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
-CHOICE_TEMPERATURES = [0.0, 1.0, 2.0, 3.0, 4.5, 6.0, 9.0]
-TEMPERATURES = [0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5]
+GUIDANCE = [0.0, 1.0, 2.0, 4.0]
+CHOICE_TEMPERATURES = [1.0, 3.0, 4.5, 6.0, 9.0]
+TEMPERATURES = [0.8, 1.0, 1.25]
 
 
 def cells(study: str, schedules: list[str] = SCHEDULES) -> list[dict]:
@@ -53,11 +53,30 @@ def cells(study: str, schedules: list[str] = SCHEDULES) -> list[dict]:
 
 
 def real_floor(extractor, reference: dict, count: int, seed: int) -> dict:
-    """The metrics of `count` real training images (random, class-unbalanced) against the reference."""
+    """The metrics of `count` real training images, class-balanced like the samples, against the reference."""
     train_x, train_y = dataset_tensors("fashion-mnist", "trainval")
-    picked = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))[:count]
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
+    per_class = count // 10
+    picked = torch.cat([order[train_y[order] == c][:per_class] for c in range(10)])
     feats, probs = extractor(to_uint8_nhwc(train_x[picked]), progress=False)
     return score_features(feats, probs, train_y[picked].numpy(), reference, agreement=True)
+
+
+def floor_spread(count: int, draws: int = 20, first_seed: int = 1) -> dict:
+    """Mean and standard deviation of the real floor's metrics over `draws` random real sets of `count`
+    images: the sampling noise of a cell's numbers at this sample count."""
+    extractor = load_extractor("classifier:fashion-mnist-classifier")
+    test_x, _ = dataset_tensors("fashion-mnist", "test")
+    ref_feats, _ = extractor(to_uint8_nhwc(test_x), progress=False)
+    mu, sigma = feature_statistics(ref_feats)
+    reference = {"mu": mu, "sigma": sigma, "features": ref_feats}
+    scores = [real_floor(extractor, reference, count, seed) for seed in range(first_seed, first_seed + draws)]
+    keys = ("frechet_distance", "precision", "recall", "class_agreement")
+    if draws == 1:
+        return {**scores[0], "class_balanced": True}
+    return {"draws": draws, "num_images": count, "class_balanced": True,
+            **{k: {"mean": float(np.mean([s[k] for s in scores])), "std": float(np.std([s[k] for s in scores]))}
+               for k in keys}}
 
 
 def run_cell(pipe, extractor, reference: dict, labels: np.ndarray, overrides: dict, seed: int) -> dict:
@@ -68,6 +87,20 @@ def run_cell(pipe, extractor, reference: dict, labels: np.ndarray, overrides: di
     score = score_features(feats, probs, labels, reference, agreement=True)
     score.pop("inception_score")
     return {**overrides, **score, "seconds": round(time.time() - start, 1)}
+
+
+def default_cell(out_dir: Path, result: dict, pipe, overrides: dict) -> dict | None:
+    """The default-settings cell is the same samples in every study: reuse the schedules study's if it exists."""
+    if any(getattr(pipe.sampling, k) != v for k, v in overrides.items()):
+        return None
+    path = out_dir / "study-schedules.json"
+    found = json.loads(path.read_text()) if path.is_file() and result["study"] != "schedules" else {}
+    if (found.get("num_per_class"), found.get("seed")) != (result["num_per_class"], result["seed"]):
+        return None
+    row = next((r for r in found["rows"] if (r["schedule"], r["steps"]) == (pipe.sampling.schedule,
+                                                                            pipe.sampling.steps)), None)
+    return None if row is None else {**overrides, **{k: v for k, v in row.items() if k not in ("schedule", "steps")},
+                                     "shared_with": "study-schedules.json (same settings, same samples)"}
 
 
 def main() -> None:
@@ -104,7 +137,8 @@ def main() -> None:
     for overrides in cells(args.study, args.schedules.split(",")):
         if any(all(r.get(k) == v for k, v in overrides.items()) for r in rows):
             continue
-        rows.append(run_cell(pipe, extractor, reference, labels, overrides, args.seed))
+        shared = default_cell(args.out_dir, result, pipe, overrides)
+        rows.append(shared or run_cell(pipe, extractor, reference, labels, overrides, args.seed))
         print(json.dumps(rows[-1]), flush=True)
         write_json_atomic(out, result)
     write_json_atomic(out, result)
@@ -116,7 +150,7 @@ def merge_parts(out_dir: Path, study: str) -> None:
     out = out_dir / f"study-{study}.json"
     parts = sorted(out_dir.glob(f"study-{study}.part-*.json"))
     result = json.loads(out.read_text()) if out.is_file() else json.loads(parts[0].read_text())
-    commands = [result["command"]]
+    commands = result["command"] if isinstance(result["command"], list) else [result["command"]]
     for part in parts:
         found = json.loads(part.read_text())
         if (found["num_per_class"], found["seed"]) != (result["num_per_class"], result["seed"]):
@@ -124,7 +158,11 @@ def merge_parts(out_dir: Path, study: str) -> None:
         keys = {json.dumps({k: r[k] for k in ("schedule", "steps")}) for r in result["rows"]}
         result["rows"] += [r for r in found["rows"] if json.dumps({k: r[k] for k in ("schedule", "steps")}) not in keys]
         commands.append(found["command"])
-    result["command"] = sorted(set(commands)) + [f"python benchmarks/sampling_studies.py {study} --merge"]
+    merge = f"python benchmarks/sampling_studies.py {study} --merge"
+    result["command"] = sorted(set(commands) - {merge}) + [merge]
+    if "real_floor_spread" not in result:  # balanced real sets (parts made before this may hold another floor)
+        result["real_floor_spread"] = floor_spread(result["num_images_per_cell"])
+        result["real_floor"] = floor_spread(result["num_images_per_cell"], draws=1, first_seed=result["seed"])
     write_json_atomic(out, result)
     for part in parts:
         part.unlink()
@@ -133,7 +171,7 @@ def merge_parts(out_dir: Path, study: str) -> None:
 
 def plot_schedules(result: dict, path: Path) -> None:
     plt = _pyplot()
-    rows, floor = result["rows"], result["real_floor"]
+    rows = result["rows"]
     metrics = [("frechet_distance", "FD (judge features), lower is better"), ("precision", "precision"),
                ("recall", "recall"), ("class_agreement", "class agreement")]
     fig, axes = plt.subplots(1, 4, figsize=(22, 5))
@@ -147,7 +185,7 @@ def plot_schedules(result: dict, path: Path) -> None:
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="red" if j == best[i] else "white", weight="bold" if j == best[i] else None)
         ax.set(xticks=range(len(STEPS)), xticklabels=STEPS, yticks=range(len(SCHEDULES)), yticklabels=SCHEDULES,
-               xlabel="decoding steps T", title=f"{title}\n(real floor {floor[key]:.2f})")
+               xlabel="decoding steps T", title=f"{title}\n(real floor {_floor_text(result, key)})")
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"Mask schedule x T, bundled Fashion-MNIST model, {result['num_images_per_cell']} samples per cell "
                  f"(red: best T per schedule)")
@@ -167,7 +205,8 @@ def plot_guidance(result: dict, path: Path) -> None:
         for r in rs:
             axes[0].annotate(f"{r['guidance_scale']:g}", (r["class_agreement"], r["frechet_distance"]), fontsize=7)
         axes[1].plot([r["precision"] for r in rs], [r["recall"] for r in rs], marker=marker, label=schedule)
-    axes[0].axhline(floor["frechet_distance"], color="k", ls="--", label="real floor (same count)")
+    axes[0].axhline(floor["frechet_distance"], color="k", ls="--",
+                    label=f"real floor (same count): {_floor_text(result, 'frechet_distance')}")
     axes[0].set(xlabel="class agreement", ylabel="FD (judge features)", title="quality vs class fidelity (w labels)")
     axes[1].plot([floor["precision"]], [floor["recall"]], "k*", ms=12, label="real floor")
     axes[1].set(xlabel="precision", ylabel="recall", title="precision / recall")
@@ -182,14 +221,16 @@ def plot_temperature(result: dict, path: Path) -> None:
     plt = _pyplot()
     rows, floor = result["rows"], result["real_floor"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    series = [("choice_temperature", [r for r in rows if "choice_temperature" in r], "choice temperature (T=1.0)"),
+    series = [("choice_temperature", [r for r in rows if "choice_temperature" in r],
+               "choice temperature (temperature 1.0)"),
               ("temperature", [r for r in rows if "temperature" in r]
                + [r for r in rows if r.get("choice_temperature") == 4.5], "sampling temperature (choice 4.5)")]
     for ax, (key, rs, title) in zip(axes, series):
         rs = sorted(rs, key=lambda r: r.get(key, 1.0))
         xs = [r.get(key, 1.0) for r in rs]
         ax.plot(xs, [r["frechet_distance"] for r in rs], "o-", label="FD")
-        ax.axhline(floor["frechet_distance"], color="k", ls="--", label="FD real floor")
+        ax.axhline(floor["frechet_distance"], color="k", ls="--",
+                   label=f"FD real floor: {_floor_text(result, 'frechet_distance')}")
         twin = ax.twinx()
         for metric, style in (("precision", "s:"), ("recall", "^:"), ("class_agreement", "d:")):
             twin.plot(xs, [r[metric] for r in rs], style, label=metric)
@@ -202,6 +243,14 @@ def plot_temperature(result: dict, path: Path) -> None:
     fig.suptitle(f"Temperatures, {result['num_images_per_cell']} samples per cell")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _floor_text(result: dict, key: str) -> str:
+    """The real floor of `key`, with the spread over random real sets when known."""
+    spread = result.get("real_floor_spread", {}).get(key)
+    if spread is None:
+        return f"{result['real_floor'][key]:.2f}"
+    return f"{spread['mean']:.2f} +- {spread['std']:.2f} over {result['real_floor_spread']['draws']} real sets"
 
 
 def _pyplot():
