@@ -179,7 +179,8 @@ def plot_schedules(result: dict, path: Path) -> None:
         grid = np.array([[next((r[key] for r in rows if r["schedule"] == s and r["steps"] == t), np.nan)
                           for t in STEPS] for s in SCHEDULES])  # NaN: a cell not run
         im = ax.imshow(grid, cmap="viridis_r" if key == "frechet_distance" else "viridis", aspect="auto")
-        best = np.nanargmin(grid, 1) if key == "frechet_distance" else np.nanargmax(grid, 1)
+        filled = np.where(np.isnan(grid), np.inf if key == "frechet_distance" else -np.inf, grid)
+        best = filled.argmin(1) if key == "frechet_distance" else filled.argmax(1)
         for i in range(len(SCHEDULES)):
             for j in range(len(STEPS)):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
