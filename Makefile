@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	# torch==2.13.0 is the CPU build; a plain `torch` would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# Inception features for the metrics tests; --no-deps: its torchvision requirement (unused by maskgit) would
+	# pull a torchvision built for another torch.
+	$(BIN)/python -m pip install -q --no-deps "torch-fidelity>=0.3"
 	touch $(STAMP)
 
 data:

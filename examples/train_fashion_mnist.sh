@@ -27,4 +27,6 @@ python -c "import sys, torch, maskgit; maskgit.MaskGIT.from_pretrained(sys.argv[
 maskgit train-classifier --data fashion-mnist --epochs 5 --out "$BUNDLE/fashion-mnist-classifier" --overwrite
 maskgit evaluate --model fashion-mnist --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
 maskgit evaluate-editing --model fashion-mnist --out "$RESULTS/editing-fashion-mnist.json" --overwrite
-python benchmarks/schedule_ablation.py --model fashion-mnist --out benchmarks/results/schedule_ablation
+# The standard metrics on 10,000 samples (FD / precision / recall / IS on judge features, CAS), and the studies.
+bash benchmarks/fashion_mnist_metrics.sh
+for study in schedules guidance temperature; do python benchmarks/sampling_studies.py "$study"; done

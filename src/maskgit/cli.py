@@ -567,9 +567,118 @@ def run_presets(args: argparse.Namespace) -> None:
               f"{r['transformer_params'] / 1e6:>12.2f}M  {r['description']} ({r['classes']} classes)")
 
 
+def add_sample_dump_parser(sub) -> None:
+    p = sub.add_parser("sample-dump", help="class-balanced sample dump for evaluation (ADM .npz format)",
+                       description="Generate --num-per-class samples of every class into one .npz in the ADM / "
+                                   "guided-diffusion reference-batch format (arr_0: uint8 NHWC images, arr_1: labels) "
+                                   "with the resolved settings as JSON beside it. Every sample is seeded from "
+                                   "(--seed, its index), so the dump is the same however it is split: rerunning "
+                                   "after a kill resumes from the finished chunks, and `accelerate launch "
+                                   "--num_processes N -m maskgit.cli sample-dump ...` shares the work among N "
+                                   "processes (GPUs, or CPU processes).")
+    p.add_argument("--model", default="fashion-mnist", help="bundled model name or a save_pretrained directory")
+    p.add_argument("--num-per-class", type=int, required=True, help="samples of every class")
+    p.add_argument("--out", type=Path, required=True, help="the dump .npz (settings go to the .json beside it)")
+    p.add_argument("--batch-size", type=int, default=100,
+                   help="samples per chunk (part of the settings: resume with the same value)")
+    p.add_argument("--png-dir", type=Path, default=None, help="also write one PNG per sample into this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dump or discard unfinished parts")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_sampling_args(p)
+    p.set_defaults(func=run_sample_dump, device=None)
+
+
+def run_sample_dump(args: argparse.Namespace) -> None:
+    from .evaluation.sample_dump import sample_dump
+
+    path = sample_dump(args.model, args.out, num_per_class=args.num_per_class, seed=args.seed,
+                       batch_size=args.batch_size, device=args.device, png_dir=args.png_dir,
+                       overwrite=args.overwrite, progress=not args.no_progress, **sampling_kwargs(args))
+    if path is not None:
+        print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+def add_reference_batch_parser(sub) -> None:
+    p = sub.add_parser("reference-batch", help="write real images of a dataset as a reference batch (.npz)",
+                       description="Write a dataset split (or --num random images of it) in the ADM reference-batch "
+                                   "format (arr_0 uint8 NHWC, arr_1 labels), for `maskgit metrics --ref/--baseline`.")
+    p.add_argument("--data", default="fashion-mnist", help="fashion-mnist, digits, or an image folder")
+    p.add_argument("--data-root", default=None, help="where the dataset files live (default: the system location)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "trainval"])
+    p.add_argument("--num", type=int, default=None, help="this many images drawn at random (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random draw")
+    p.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=run_reference_batch)
+
+
+def run_reference_batch(args: argparse.Namespace) -> None:
+    from .evaluation.image_sets import write_dataset_batch
+
+    path = write_dataset_batch(args.data, args.split, args.out, num=args.num, seed=args.seed,
+                               data_root=args.data_root, overwrite=args.overwrite)
+    print(f"wrote {path}")
+
+
+def add_metrics_parser(sub) -> None:
+    p = sub.add_parser("metrics", help="FID / IS / precision-recall / CAS of a sample dump",
+                       description="Score a sample dump against a reference: Frechet distance (FID with Inception "
+                                   "features), Inception Score, improved precision/recall (k-NN manifolds) and, with "
+                                   "--cas, the classification accuracy score. REF is a folder of images, a dump / "
+                                   "reference batch .npz, or a statistics .npz with mu and sigma (e.g. the ADM "
+                                   "ImageNet reference batches). Real-set features are cached. Writes JSON with "
+                                   "every setting that affects the numbers, and a PNG sample sheet beside it.")
+    p.add_argument("dump", type=Path, help="sample dump .npz (arr_0 [, arr_1]) or a folder of images")
+    p.add_argument("--ref", type=Path, required=True, help="reference: image folder, .npz images, or mu/sigma .npz")
+    p.add_argument("--features", default="inception",
+                   help="inception (Inception-v3 pool3, needs --inception-weights) or classifier:NAME_OR_DIR, "
+                        "e.g. classifier:fashion-mnist-classifier")
+    p.add_argument("--inception-weights", type=Path, default=None,
+                   help="torch-fidelity's Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth)")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="real images scored the same way (e.g. as many training images as the dump): the values "
+                        "real data reaches; with --cas, the real training set of the comparison classifier")
+    p.add_argument("--cas", action="store_true", help="also compute the classification accuracy score")
+    p.add_argument("--cas-epochs", type=int, default=10, help="epochs of both CAS classifiers")
+    p.add_argument("--k", type=int, default=3, help="neighbourhood size of precision/recall (paper: 3)")
+    p.add_argument("--is-splits", type=int, default=10, help="splits of the Inception Score (standard: 10)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="cache of real-set statistics (default: ~/.cache/maskgit/reference-stats)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write cached statistics")
+    p.add_argument("--batch-size", type=int, default=250, help="images per feature-extractor batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the CAS classifiers and the IS split shuffle")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--out", type=Path, required=True, help="JSON file for the results (a PNG goes beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    p.set_defaults(func=run_metrics)
+
+
+def run_metrics(args: argparse.Namespace) -> None:
+    from .evaluation.metrics import evaluate_dump
+
+    for name, value in (("--k", args.k), ("--is-splits", args.is_splits), ("--cas-epochs", args.cas_epochs),
+                        ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    r = evaluate_dump(args.dump, args.ref, args.out, overwrite=args.overwrite, no_cache=args.no_cache,
+                      cache_dir=args.cache_dir, features=args.features, inception_weights=args.inception_weights,
+                      baseline=args.baseline, cas=args.cas, cas_epochs=args.cas_epochs, k=args.k,
+                      splits=args.is_splits, batch_size=args.batch_size, device=args.device, seed=args.seed)
+    g = r["generated"]
+    line = f"FD {g['frechet_distance']:.3f}"
+    if g["precision"] is not None:
+        line += f", precision {g['precision']:.3f}, recall {g['recall']:.3f}"
+    if g["inception_score"]:
+        line += f", IS {g['inception_score']['mean']:.3f}"
+    if "cas" in r:
+        line += f", CAS top-1 {r['cas']['generated']['top1']:.3f} (real {r['cas']['real']['top1']:.3f})"
+    print(f"{line} -> {args.out}")
+
+
 PARSERS = [add_presets_parser,
            add_sample_parser, add_editing_parsers, add_train_parser, add_evaluate_parser, add_evaluate_editing_parser,
            add_train_classifier_parser, add_train_tokenizer_parser, add_eval_tokenizer_parser,
+           add_sample_dump_parser, add_reference_batch_parser, add_metrics_parser,
            add_convert_official_parser, add_bench_parser, add_serve_parser]
 
 
