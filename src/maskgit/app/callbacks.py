@@ -19,6 +19,7 @@ import torch
 
 from ..atomic import write_json_atomic
 from ..images import make_grid, save_image
+from ..sampling import sample_generators
 from .uploads import Limits, display, load_upload, mask_from_layers, strokes_box, to_array, to_tensor
 
 UNCONDITIONAL = "none (unconditional)"
@@ -115,8 +116,9 @@ class Callbacks:
         num, seed, sampling = int(num_images), self.seed(seed), self.sampling(sampling)
         label = self.label(class_name, required=self.pipe.transformer.config.num_classes > 0)
         labels = None if label is None else [label] * num
+        generators = sample_generators(seed, range(num), self.pipe.device)  # as `maskgit sample` seeds image i
         images, history = self.pipe.generate(labels, num_samples=None if labels else num, return_history=True,
-                                             generator=self._generator(seed), **sampling)
+                                             generator=generators, **sampling)
         with torch.no_grad():
             steps = self.pipe.decode_history(history)  # (B, T, C, H, W)
         strip = make_grid(steps.flatten(0, 1).float().clamp(0, 1).cpu(), nrow=steps.shape[1])
