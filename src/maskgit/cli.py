@@ -480,7 +480,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--matmul-size", type=int, default=None, help="side of the square matmul timed as the peak")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the random weights and draws (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing existing result files")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.set_defaults(func=run_bench)
@@ -604,7 +604,8 @@ def add_reference_batch_parser(sub) -> None:
                                    "format (arr_0 uint8 NHWC, arr_1 labels), for `maskgit metrics --ref/--baseline`.")
     p.add_argument("--data", default="fashion-mnist", help="fashion-mnist, digits, or an image folder")
     p.add_argument("--data-root", default=None, help="where the dataset files live (default: the system location)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "trainval"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "trainval"],
+                   help="which images of the data set (default: test)")
     p.add_argument("--num", type=int, default=None, help="this many images drawn at random (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random draw")
     p.add_argument("--out", type=Path, required=True, help="the .npz to write")
