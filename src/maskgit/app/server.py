@@ -46,8 +46,6 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 7860, device: str 
     demo = None
     try:
         demo = _launch(model, host, port, device, limits, workdir)
-        demo.maskgit_warm_up = threading.Thread(target=_warm_up, args=(demo.maskgit_callbacks.pipe,))
-        demo.maskgit_warm_up.start()
         print(f"maskgit editor for {model} on http://{_url_host(host)}:{port} (ready in "
               f"{time.perf_counter() - start:.1f} s; files under {workdir}, removed on exit; Ctrl+C stops)",
               flush=True)
