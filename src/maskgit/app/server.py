@@ -43,6 +43,8 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 7860, device: str 
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["MPLCONFIGDIR"] = str(workdir / "matplotlib")  # Gradio imports matplotlib, which caches fonts
+    # torch makes its inductor cache folder when a model is built on the meta device before loading its weights.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(workdir / "torchinductor")
     demo = None
     try:
         demo = _launch(model, host, port, device, limits, workdir)
