@@ -60,7 +60,7 @@ def lap(name):
     now = time.perf_counter(); out[name] = round(now - t, 3); t = now
 import torch; torch.set_num_threads(1); lap("import torch")
 from maskgit import MaskGIT; pipe = MaskGIT.from_pretrained(sys.argv[1]); lap("load the model")
-import gradio; lap("import gradio")
+from maskgit.app.gradio_import import import_gradio; import_gradio(); lap("import gradio")
 from maskgit.app import build_app; demo = build_app(pipe, workdir=root + "/runs"); lap("build the page")
 demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[2]), prevent_thread_lock=True, quiet=True); lap("launch")
 demo.close(); shutil.rmtree(root); print(json.dumps(out))

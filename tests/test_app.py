@@ -254,3 +254,13 @@ def test_serve_with_a_missing_model_fails_cleanly(tmp_path, monkeypatch, capsys)
     assert main(["serve", "--model", str(tmp_path / "nope"), "--port", "7999"]) == 2
     assert "is neither a bundled model" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # its temporary folder is gone
+
+
+def test_gradio_is_imported_without_its_stub_generator_and_the_import_hook_is_removed():
+    """The start-up fix of `maskgit serve`: Gradio's per-class .pyi rewriting is skipped, nothing else."""
+    code = ("import sys; from maskgit.app.gradio_import import import_gradio, _no_stub; gr = import_gradio(); "
+            "import gradio.component_meta as cm; "
+            "print(cm.create_or_modify_pyi is _no_stub, import_gradio() is gr, "
+            "any(type(f).__name__ == '_SkipStubs' for f in sys.meta_path), callable(gr.Blocks))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False", "True"]

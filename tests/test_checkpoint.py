@@ -3,6 +3,8 @@
 import json
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from maskgit.training.checkpoint import (
     save_training_state,
     unflatten_state,
 )
-from maskgit.weights import load_weights, save_weights
+from maskgit.weights import empty_module, load_weights, save_weights
 
 
 class Tied(torch.nn.Module):
@@ -176,3 +178,22 @@ def test_check_resume_fills_fields_missing_from_older_checkpoints(tmp_path):
     check_resume(ckpt, cfg)
     with pytest.raises(ValueError, match="hflip: False in the checkpoint, True now"):
         check_resume(ckpt, from_dict(TransformerTrainingConfig, {"hflip": True}))
+
+
+def test_empty_module_skips_initialisation_and_restores_torch_init_even_after_an_error():
+    inits = {name: getattr(torch.nn.init, name) for name in ("normal_", "trunc_normal_", "kaiming_uniform_")}
+    with pytest.raises(RuntimeError, match="boom"):
+        empty_module(lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    model = empty_module(lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Embedding(3, 8)))
+    assert all(getattr(torch.nn.init, name) is fn for name, fn in inits.items())
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    torch.manual_seed(0)  # initialisation works again afterwards
+    assert torch.nn.Linear(4, 8).weight.abs().sum() > 0
+
+
+def test_loading_the_bundled_model_imports_neither_dynamo_nor_sympy():
+    """Meta-device construction pulled in torch._dynamo and sympy (~4 s of `maskgit serve`'s start-up)."""
+    code = ("import sys, maskgit; maskgit.MaskGIT.from_pretrained('fashion-mnist'); "
+            "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

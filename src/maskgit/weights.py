@@ -7,6 +7,7 @@ unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -82,9 +83,27 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
 M = TypeVar("M", bound=torch.nn.Module)
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def _no_init():
+    """`torch.nn.init`'s fills do nothing inside (not thread-safe: it swaps module attributes)."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
 def empty_module(build: Callable[[], M]) -> M:
-    """`build()` on the meta device, then given uninitialised CPU storage: for modules whose every parameter
-    and buffer is loaded right after (random initialisation of a 172M-parameter network takes minutes)."""
-    with torch.device("meta"):
-        module = build()
-    return module.to_empty(device="cpu")
+    """`build()` with `torch.nn.init` switched off, so parameters keep uninitialised CPU storage: for modules
+    whose every parameter and buffer is loaded right after (random initialisation of a 172M-parameter network
+    takes minutes). Not built on the meta device: there `normal_` and `to_empty` go through torch's reference
+    decompositions, whose first use imports torch._dynamo and sympy (~4 s, most of `maskgit serve`'s start)."""
+    with _no_init():
+        return build()

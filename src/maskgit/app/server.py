@@ -43,7 +43,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 7860, device: str 
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["MPLCONFIGDIR"] = str(workdir / "matplotlib")  # Gradio imports matplotlib, which caches fonts
-    # torch makes its inductor cache folder when a model is built on the meta device before loading its weights.
+    # torch may make an inductor cache folder (torch.compile, reference decompositions): keep it in here too.
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(workdir / "torchinductor")
     demo = None
     try:
@@ -68,10 +68,14 @@ def _launch(model, host, port, device, limits, workdir):
     from ..pipeline import MaskGIT
 
     pipe = MaskGIT.from_pretrained(model, device=device)
+    # The warm-up decode (torch's lazy initialisation) runs on the other core while Gradio is imported.
+    warm_up = threading.Thread(target=_warm_up, args=(pipe,), daemon=True)
+    warm_up.start()
     from .ui import build_app  # imports Gradio
 
     demo = build_app(pipe, workdir=workdir / "runs", model_name=str(model), limits=limits)
     demo.maskgit_workdir = workdir
+    demo.maskgit_warm_up = warm_up
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
                 max_file_size=limits.max_upload_bytes, quiet=True, footer_links=[])
     return demo

@@ -10,12 +10,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 
 from ..schedules import SCHEDULES
 from .callbacks import UNCONDITIONAL, Callbacks, Result
+from .gradio_import import import_gradio
 from .uploads import Limits
+
+gr = import_gradio()
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "fashion-mnist-test"
 SAMPLING = ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule", "seed")
