@@ -73,3 +73,27 @@ def test_data_other_than_the_models_is_refused(setup):
         evaluate_editing(bundled, "fashion-mnist-classifier", root / "y.json", data="digits", num_inpaint=1)
     with pytest.raises(ValueError, match="--steps must exceed"):
         evaluate_editing(bundled, "fashion-mnist-classifier", root / "y.json", data="digits", steps=2)
+
+
+def test_decomposition_scores_real_reconstructed_and_generated_sets_with_equal_class_counts(setup):
+    from maskgit.evaluation.classifier import load_classifier, predict
+    from maskgit.evaluation.decomposition import SETS, decompose, per_class_subset
+    from maskgit.evaluation.report import dataset_tensors
+
+    root, model, _ = setup
+    pipe, judge = MaskGIT.from_pretrained(model), load_classifier(root / "judge")
+    train, real = dataset_tensors("digits", "train"), dataset_tensors("digits", "test")
+    result, samples = decompose(pipe, judge, train, real, num_per_class=4, seed=1, steps=2)
+    sets = result["sets"]
+    assert list(sets) == list(SETS) and samples.shape == (40, *train[0].shape[1:])
+    assert [sets[n]["num_images"] for n in SETS] == [40, 40, len(real[0]), 40]
+    pick = per_class_subset(train[1], 4, 10, seed=1)
+    assert torch.bincount(train[1][pick], minlength=10).tolist() == [4] * 10
+    preds, _ = predict(judge, train[0][pick])
+    assert sets["real_train"]["agreement"] == pytest.approx(float((preds == train[1][pick]).float().mean()))
+    # An untrained tokenizer's reconstructions are far from real digits; real train images are close.
+    assert sets["recon_train"]["frechet_to_real"] > 2 * sets["real_train"]["frechet_to_real"]
+    assert sets["samples"]["frechet_to_recon_train"] > 0 and sorted(sets["samples"]["per_class"]) == list(range(10))
+    assert all(0 <= sets[n][m] <= 1 for n in SETS for m in ("precision", "recall", "agreement"))
+    with pytest.raises(ValueError, match="fewer than --num-per-class"):
+        per_class_subset(train[1], 10_000, 10, seed=0)

@@ -33,6 +33,15 @@ def test_reduced_preset_keeps_the_depth_to_width_ratio():
     cfg = reduced_config(TRANSFORMER_PRESETS["imagenet-256"], 4)
     assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size) == (192, 6, 4, 768)
     assert cfg.hidden_size / cfg.num_layers == 768 / 24
+    depth = reduced_config(TRANSFORMER_PRESETS["imagenet-256"], 24, "depth")
+    assert (depth.hidden_size, depth.num_layers, depth.num_heads) == (768, 1, 16)
+
+    def ratio(cfg):  # naive AR over MaskGIT T = 12 FLOPs at a 32x32 grid
+        cfg = dataclasses.replace(cfg, grid_size=32)
+        return sampler_cost(cfg, "ar-naive", 12).flops / sampler_cost(cfg, "maskgit", 12).flops
+
+    full = ratio(TRANSFORMER_PRESETS["imagenet-256"])
+    assert 0.85 * full < ratio(depth) < full < ratio(reduced_config(TRANSFORMER_PRESETS["imagenet-256"], 4)) * 1.5
 
 
 def test_speedups_pair_cells_of_the_same_group():
@@ -69,6 +78,7 @@ def test_bench_command_writes_json_png_md_and_refuses_to_overwrite(tmp_path, cap
 @pytest.mark.parametrize("extra,message", [
     (["--samplers", "maskgit-x"], "unknown sampler"), (["--dtypes", "float8"], "unknown dtype"),
     (["--preset", "huge"], "unknown preset"), (["--batches", "0"], "positive"), (["--device", "cuda:7"], "device"),
+    (["--batches", "1,8", "--full-batches", "4"], "must be among --batches"),
 ])
 def test_bench_bad_options(tmp_path, capsys, extra, message):
     assert main(["bench", "--out", str(tmp_path / "x.json"), "--preset", "tiny", *extra]) == 2
@@ -84,3 +94,15 @@ def test_over_budget_cells_are_timed_on_the_reduced_preset(tmp_path):
     rows = run_benchmark(settings, dataclasses.replace(TRANSFORMER_PRESETS["tiny"]), progress=False)["rows"]
     assert [r["preset"] for r in rows] == ["tiny", "tiny/4"]
     assert all(r["status"].startswith("skipped") for r in rows)
+
+
+def test_batches_outside_full_batches_are_timed_only_on_the_reduced_preset():
+    from maskgit.speed.bench import BenchSettings, run_benchmark
+
+    settings = BenchSettings(preset="tiny", grids=(4,), batches=(1, 2), full_batches=(1,), dtypes=("float32",),
+                             samplers=("maskgit-2", "ar-cached"), repeats=1, matmul_size=64)
+    rows = run_benchmark(settings, dataclasses.replace(TRANSFORMER_PRESETS["tiny"]), progress=False)["rows"]
+    timed = {(r["preset"], r["batch"], r["sampler"]) for r in rows if r["status"].startswith("timed")}
+    assert timed == {("tiny", 1, "maskgit-2"), ("tiny", 1, "ar-cached"), ("tiny/4", 2, "maskgit-2"),
+                     ("tiny/4", 2, "ar-cached")}
+    assert all("--full-batches" in r["status"] for r in rows if r["preset"] == "tiny" and r["batch"] == 2)

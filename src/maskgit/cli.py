@@ -283,6 +283,10 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _batches_or_none(text: str) -> list[int]:
+    return [] if text.strip().lower() == "none" else _ints(text)
+
+
 def _box(text: str) -> list[int]:
     box = _ints(text)
     if len(box) != 4:
@@ -468,6 +472,12 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--preset", default=None, help="transformer preset whose shape is timed (default: imagenet-256)")
     p.add_argument("--grids", type=_ints, default=None, help="token grid sides, e.g. 16,32 (default: 16,32)")
     p.add_argument("--batches", type=_ints, default=None, help="batch sizes, e.g. 1,8,64 (default: 1,8,64)")
+    p.add_argument("--full-batches", type=_batches_or_none, default=None,
+                   help="batch sizes timed at full size, e.g. 1,8, or none (default: all); the others only on the "
+                        "reduced preset, for a sweep that would take hours at full size on a small CPU")
+    p.add_argument("--reduce", choices=["all", "depth"], default=None,
+                   help="what the reduced preset divides by --reduce-factor: all (width, heads and depth; default) or "
+                        "depth (only the layers: per-layer costs and FLOP ratios stay the full network's)")
     p.add_argument("--dtypes", type=_strs, default=None,
                    help="compute dtypes among float32,bfloat16,float16 (default: float32,bfloat16)")
     p.add_argument("--samplers", type=_strs, default=None,
@@ -497,8 +507,10 @@ def run_bench(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     settings = settings_from_args(
         preset=args.preset, grids=args.grids and tuple(args.grids), batches=args.batches and tuple(args.batches),
+        full_batches=None if args.full_batches is None else tuple(args.full_batches),
         dtypes=args.dtypes and tuple(args.dtypes), samplers=args.samplers and tuple(args.samplers),
-        repeats=args.repeats, cell_budget_s=args.cell_budget_s, reduce_factor=args.reduce_factor, device=args.device,
+        repeats=args.repeats, cell_budget_s=args.cell_budget_s, reduce_factor=args.reduce_factor, reduce=args.reduce,
+        device=args.device,
         matmul_size=args.matmul_size, seed=args.seed)
     result = bench_to_files(settings, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     timed = sum("images_per_s" in r for r in result["rows"])

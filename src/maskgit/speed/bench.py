@@ -32,11 +32,13 @@ class BenchSettings:
     preset: str = "imagenet-256"
     grids: tuple[int, ...] = (16, 32)
     batches: tuple[int, ...] = (1, 8, 64)
+    full_batches: tuple[int, ...] | None = None  # batches timed at full size (None: all); others only reduced
     dtypes: tuple[str, ...] = ("float32", "bfloat16")
     samplers: tuple[str, ...] = ("maskgit-8", "maskgit-12", "ar-cached", "ar-naive")
     repeats: int = 3
     cell_budget_s: float = 180.0
     reduce_factor: int = 4  # reduced preset: width, heads and depth divided by this (same depth-to-width ratio)
+    reduce: str = "all"  # "all": width, heads and depth reduced; "depth": only the layers (same per-layer costs)
     device: str = "cpu"
     matmul_size: int = 1024
     seed: int = 0
@@ -46,8 +48,14 @@ class OverBudget(Exception):
     """Raised from inside a sampling run once the cell's time budget is spent."""
 
 
-def reduced_config(cfg: TransformerConfig, factor: int) -> TransformerConfig:
-    """The same shape with hidden size, MLP width, heads and layers divided by `factor`."""
+def reduced_config(cfg: TransformerConfig, factor: int, reduce: str = "all") -> TransformerConfig:
+    """The same shape with hidden size, MLP width, heads and layers divided by `factor` (`reduce="all"`), or only
+    the layers (`reduce="depth"`: every layer as in the full network, so each sampler's per-layer FLOPs, their
+    ratios, and the matmul shapes are the full network's; only the embedding and head weigh more)."""
+    if reduce == "depth":
+        return dataclasses.replace(cfg, num_layers=max(cfg.num_layers // factor, 1))
+    if reduce != "all":
+        raise ValueError(f"reduce must be 'all' or 'depth', got {reduce!r}")
     return dataclasses.replace(cfg, hidden_size=max(cfg.hidden_size // factor, 8),
                                intermediate_size=max(cfg.intermediate_size // factor, 8),
                                num_heads=max(cfg.num_heads // factor, 1), num_layers=max(cfg.num_layers // factor, 1))
@@ -143,8 +151,9 @@ def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, 
 
 
 def time_cell(nets: Networks, sampler: str, batch: int, dtype_name: str, settings: BenchSettings,
-              peak_flops: float) -> dict:
-    """Time one cell: warm-up, then the median of up to `repeats` runs that fit in the budget."""
+              peak_flops: float, skip: str | None = None) -> dict:
+    """Time one cell: warm-up, then the median of up to `repeats` runs that fit in the budget (or only
+    describe it, with status "skipped: <skip>", when `skip` is given)."""
     device, dtype = torch.device(settings.device), getattr(torch, dtype_name)
     cfg = nets.bidirectional.config
     steps = int(sampler.split("-")[1]) if sampler.startswith("maskgit-") else 8
@@ -155,6 +164,8 @@ def time_cell(nets: Networks, sampler: str, batch: int, dtype_name: str, setting
            "weight_bytes_per_batch": cost.weight_bytes, "kv_cache_bytes_per_image": cost.cache_bytes}
     estimate = cost.flops * batch / peak_flops
     row["estimate_s_at_peak"] = estimate
+    if skip is not None:
+        return {**row, "status": f"skipped: {skip}"}
     if estimate > settings.cell_budget_s:
         return {**row, "status": f"skipped: {estimate:.0f} s per run even at the measured matmul peak, over the "
                                  f"{settings.cell_budget_s:.0f} s budget"}
@@ -211,12 +222,15 @@ def run_benchmark(settings: BenchSettings, base: TransformerConfig, *, progress:
         full, small = build_networks(cfg, device, settings.seed), None
         for batch in settings.batches:
             for dtype in settings.dtypes:
-                group = [time_cell(full, s, batch, dtype, settings, peaks[dtype]) for s in settings.samplers]
+                skip = None if settings.full_batches is None or batch in settings.full_batches else \
+                    "batch not timed at full size (--full-batches)"
+                group = [time_cell(full, s, batch, dtype, settings, peaks[dtype], skip) for s in settings.samplers]
                 rows += [{"preset": settings.preset, **r} for r in group]
                 bar.update(len(group))
                 if any(r["status"].startswith("skipped") for r in group):
-                    small = small or build_networks(reduced_config(cfg, settings.reduce_factor), device, settings.seed)
-                    name = f"{settings.preset}/{settings.reduce_factor}"
+                    small = small or build_networks(reduced_config(cfg, settings.reduce_factor, settings.reduce),
+                                                    device, settings.seed)
+                    name = f"{settings.preset}/{settings.reduce_factor}{'-depth' if settings.reduce == 'depth' else ''}"
                     rows += [{"preset": name, **time_cell(small, s, batch, dtype, settings, peaks[dtype])}
                              for s in settings.samplers]
                 if progress:

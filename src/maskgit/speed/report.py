@@ -155,6 +155,10 @@ def settings_from_args(**kwargs) -> BenchSettings:
     settings = BenchSettings(**{k: v for k, v in kwargs.items() if v is not None})
     if settings.preset not in TRANSFORMER_PRESETS:
         raise KeyError(f"unknown preset {settings.preset!r}; choose one of {sorted(TRANSFORMER_PRESETS)}")
+    if settings.reduce not in ("all", "depth"):
+        raise ValueError(f"--reduce must be all or depth, got {settings.reduce!r}")
+    if settings.full_batches is not None and not set(settings.full_batches) <= set(settings.batches):
+        raise ValueError(f"--full-batches {settings.full_batches} must be among --batches {settings.batches}")
     for name in ("grids", "batches"):
         if not getattr(settings, name) or min(getattr(settings, name)) < 1:
             raise ValueError(f"--{name} needs positive integers, got {getattr(settings, name)}")

@@ -1,0 +1,117 @@
+"""Where the bundled model's distance to real Fashion-MNIST comes from: tokenizer floor vs transformer (issue 13).
+
+Scores, with the judge classifier's features and the same count per class: real train images, the tokenizer's
+reconstructions of them (the best a perfect transformer could sample), the reconstructions of the real set
+itself, and samples at the given settings; each against the real set (test split; `--split val` for choosing
+settings), overall and per class. Writes JSON, a markdown table and a PNG (per-class Frechet distance and
+agreement).
+
+    python benchmarks/fashion_mnist_decomposition.py --out benchmarks/results/decomposition-v1
+    python benchmarks/fashion_mnist_decomposition.py --split val --guidance-scale 0.5 --out /tmp/val-g05
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from maskgit.atomic import write_bytes_atomic, write_json_atomic
+from maskgit.evaluation.decomposition import SETS, decompose
+from maskgit.evaluation.report import check_data, load_judge, model_data
+from maskgit.outputs import result_paths
+
+LABELS = {"real_train": "real train images", "recon_train": "their reconstructions (tokenizer floor)",
+          "recon_test": "reconstructions of the real set (paired)", "samples": "samples"}
+
+
+def table(result: dict, class_names: list[str]) -> str:
+    sets = result["sets"]
+    lines = ["| set | agreement | FD to real | precision | recall | FD to train reconstructions |",
+             "|---|---|---|---|---|---|"]
+    for name in SETS:
+        row = sets[name]
+        to_recon = row.get("frechet_to_recon_train")
+        lines.append(f"| {LABELS[name]} | {row['agreement']:.3f} | {row['frechet_to_real']:.2f} | "
+                     f"{row['precision']:.3f} | {row['recall']:.3f} | "
+                     f"{'' if to_recon is None else f'{to_recon:.2f}'} |")
+    lines += ["", "| class | " + " | ".join(f"{n} agreement / FD" for n in ("real train", "recon train", "samples"))
+              + " |", "|---|---|---|---|"]
+    for c, cname in enumerate(class_names):
+        cells = [sets[n]["per_class"][c] for n in ("real_train", "recon_train", "samples")]
+        lines.append(f"| {cname} | " + " | ".join(f"{x['agreement']:.2f} / {x['frechet_to_real']:.1f}" for x in cells)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, class_names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sets = ("real_train", "recon_train", "samples")
+    x = np.arange(len(class_names))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    for i, name in enumerate(sets):
+        per = result["sets"][name]["per_class"]
+        axes[0].bar(x + (i - 1) * 0.27, [per[c]["frechet_to_real"] for c in range(len(class_names))], 0.27,
+                    label=LABELS[name])
+        axes[1].bar(x + (i - 1) * 0.27, [per[c]["agreement"] for c in range(len(class_names))], 0.27,
+                    label=LABELS[name])
+    for ax, title in zip(axes, ("Frechet distance to the real class (judge features)", "judge agrees with class")):
+        ax.set_xticks(x, class_names, rotation=30, ha="right")
+        ax.set_title(title)
+    axes[1].axhline(0.75, color="grey", lw=0.8, ls="--")
+    axes[0].legend(fontsize=8)
+    s = result["sampling"]
+    fig.suptitle(f"{result['model']}: {result['num_per_class']} per class vs the {result['split']} split "
+                 f"(T={s['steps']}, {s['schedule']}, choice temp {s['choice_temperature']}, "
+                 f"guidance {s['guidance_scale']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="fashion-mnist")
+    parser.add_argument("--classifier", default="fashion-mnist-classifier")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="the real set compared with")
+    parser.add_argument("--num-per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--schedule")
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--choice-temperature", type=float)
+    parser.add_argument("--guidance-scale", type=float)
+    parser.add_argument("--out", type=Path, required=True, help="result stem: writes .json, .md and .png")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    from maskgit.pipeline import MaskGIT
+
+    out, png = result_paths(args.out.with_suffix(".json"), args.overwrite)
+    start = time.time()
+    pipe = MaskGIT.from_pretrained(args.model)
+    judge = load_judge(args.classifier, pipe, "fashion-mnist", args.model)
+    real = model_data("fashion-mnist", pipe, args.split)
+    train = model_data("fashion-mnist", pipe, "train")
+    check_data(*real, pipe, "fashion-mnist")
+    sampling = {k: v for k in ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale")
+                if (v := getattr(args, k)) is not None}
+    result, _ = decompose(pipe, judge, train, real, num_per_class=args.num_per_class, seed=args.seed, **sampling)
+    result.update({"model": args.model, "classifier": args.classifier, "split": args.split,
+                   "command": "python benchmarks/fashion_mnist_decomposition.py " + " ".join(sys.argv[1:]),
+                   "seconds": round(time.time() - start, 1)})
+    names = list(pipe.class_names or range(pipe.transformer.config.num_classes))
+    write_json_atomic(out, result)
+    write_bytes_atomic(out.with_suffix(".md"), table(result, names).encode())
+    plot(result, names, png)
+    print(table(result, names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
