@@ -24,9 +24,6 @@ _lock = threading.Lock()
 class _SkipStubs(importlib.abc.MetaPathFinder):
     """Finds `gradio.component_meta` as usual and swaps the stub writer out right after it runs."""
 
-    def __init__(self):
-        self.patched = False
-
     def find_spec(self, name, path, target=None):
         if name != STUB_MODULE:
             return None
@@ -39,7 +36,6 @@ class _SkipStubs(importlib.abc.MetaPathFinder):
             exec_module(module)
             if callable(getattr(module, STUB_FUNCTION, None)):
                 setattr(module, STUB_FUNCTION, _no_stub)
-                self.patched = True
 
         spec.loader.exec_module = exec_without_stubs
         return spec

@@ -47,8 +47,9 @@ def per_class_subset(labels: torch.Tensor, num_per_class: int, num_classes: int,
 
 def score_set(judge: Classifier, images: torch.Tensor, labels: torch.Tensor, real_feats: torch.Tensor,
               real_labels: torch.Tensor, real_radii: np.ndarray, recon_feats: torch.Tensor | None = None,
-              k: int = 3) -> dict:
-    """Agreement with `labels`, FD / precision / recall against the real set, overall and per class."""
+              k: int = 3) -> tuple[dict, torch.Tensor]:
+    """Agreement with `labels`, FD / precision / recall against the real set, overall and per class; and the
+    set's judge features."""
     preds, feats = predict(judge, images)
     row = {"num_images": len(images), "agreement": float((preds == labels).float().mean()),
            "frechet_to_real": frechet_or_none(feats.numpy(), real_feats.numpy()),
