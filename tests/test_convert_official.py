@@ -145,14 +145,16 @@ def test_decoding_replays_the_official_steps_exactly(name, transformer, monkeypa
         with torch.no_grad():
             return transformer(tokens, labels)
 
-    def official_gumbel(shape, generator, device):
+    def official_gumbel(shape, generator, device, where=None):
         kind, i = draws.pop(0)
         if kind == "choice":
-            return torch.from_numpy(run["gumbel_choice"][i][:, 1:])
-        if "gumbel_sample" in run:
-            return torch.from_numpy(run["gumbel_sample"][i][:, 1:])
-        sampled = torch.from_numpy(run["final_seqs"][:, start + i, 1:]).long()
-        return torch.zeros(shape).scatter_(-1, sampled.unsqueeze(-1), 1e4)
+            noise = torch.from_numpy(run["gumbel_choice"][i][:, 1:])
+        elif "gumbel_sample" in run:
+            noise = torch.from_numpy(run["gumbel_sample"][i][:, 1:])
+        else:
+            sampled = torch.from_numpy(run["final_seqs"][:, start + i, 1:]).long()
+            noise = torch.zeros(shape).scatter_(-1, sampled.unsqueeze(-1), 1e4)
+        return noise if where is None else noise[where]  # the decoder may ask for the unknown rows only
 
     monkeypatch.setattr(decoding, "_gumbel", official_gumbel)
     out, history = decoding.decode(logits_fn, torch.from_numpy(run["inputs"][:, 1:]).long(), mask_id=MASK,

@@ -130,6 +130,21 @@ def test_zero_choice_temperature_keeps_most_confident():
         assert conf[b][kept].min() >= conf[b][~kept].max()
 
 
+def test_unknown_rows_only_sampling_equals_the_full_shape_computation():
+    """The CPU computes the sample and confidence at unknown rows only; accelerators compute every row: same result."""
+    import maskgit.decoding as decoding
+
+    logits = torch.randn(3, N, 40)
+    current = torch.randint(0, 40, (3, N))
+    unknown = torch.rand(3, N) < 0.6
+    unknown[2] = False  # a sample with nothing unknown
+    rows = decoding._sample_unknown(logits, current, unknown, torch.Generator().manual_seed(5))
+    full = decoding._sample_unknown(logits, current, unknown, torch.Generator().manual_seed(5), rows_only=False)
+    assert torch.equal(rows[0], full[0]) and torch.equal(rows[0][~unknown], current[~unknown])
+    torch.testing.assert_close(rows[1], full[1])
+    assert torch.isinf(rows[1][~unknown]).all() and torch.isfinite(rows[1][unknown]).all()
+
+
 def test_temperature_divides_logits():
     tokens = torch.full((2, N), MASK)
     logits_fn = lambda t: fake_logits_fn(torch.full_like(t, MASK))
