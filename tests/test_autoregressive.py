@@ -144,4 +144,13 @@ def test_ar_training_smoke_resume_and_cli_sampling(tmp_path):
                  "--show-steps", "--ar-sampler", "naive"]) == 0
     assert (out / "grid.png").is_file() and (out / "steps.png").is_file()
     assert main(["sample", "--model", str(final), "--labels", "0", "--out", str(tmp_path / "x"), "--steps", "4"]) == 2
+    # A class-balanced dump of the AR model records its own sampler settings, not MaskGIT's decoding ones.
+    dump = tmp_path / "ar.npz"
+    assert main(["sample-dump", "--model", str(final), "--num-per-class", "1", "--out", str(dump), "--top-k", "4",
+                 "--no-progress"]) == 0
+    settings = json.loads(dump.with_suffix(".json").read_text())["sampling"]
+    assert settings["sampler"] == "cached" and settings["top_k"] == 4 and "steps" not in settings
+    import numpy as np
+
+    assert np.load(dump)["arr_0"].shape[0] == 10
 

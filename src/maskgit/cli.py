@@ -210,6 +210,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--model", default="fashion-mnist", help=MODEL_HELP)
     p.add_argument("--num-per-class", type=int, default=100, help="images generated per class")
     add_evaluation_args(p)
+    add_autoregressive_args(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -218,7 +219,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     result = evaluate_model(args.model, args.classifier, args.out, data=args.data, data_root=args.data_root,
                             num_per_class=args.num_per_class, seed=args.seed, device=args.device,
-                            overwrite=args.overwrite, resize=args.resize, **sampling_kwargs(args))
+                            overwrite=args.overwrite, resize=args.resize, **sampling_kwargs(args),
+                            **autoregressive_kwargs(args))
     print(f"agreement {result['agreement']:.4f}, Frechet {_number(result['frechet_to_real_test'])} "
           f"(real floor {_number(result['frechet_real_train_vs_test'])}) -> {args.out}")
 
@@ -597,6 +599,7 @@ def add_sample_dump_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dump or discard unfinished parts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sampling_args(p)
+    add_autoregressive_args(p)
     p.set_defaults(func=run_sample_dump, device=None)
 
 
@@ -605,7 +608,8 @@ def run_sample_dump(args: argparse.Namespace) -> None:
 
     path = sample_dump(args.model, args.out, num_per_class=args.num_per_class, seed=args.seed,
                        batch_size=args.batch_size, device=args.device, png_dir=args.png_dir,
-                       overwrite=args.overwrite, progress=not args.no_progress, **sampling_kwargs(args))
+                       overwrite=args.overwrite, progress=not args.no_progress, **sampling_kwargs(args),
+                       **autoregressive_kwargs(args))
     if path is not None:
         print(f"wrote {path} and {path.with_suffix('.json')}")
 

@@ -240,6 +240,13 @@ class MaskGIT(nn.Module):
                 generator=generator, return_history=return_history, forward=network)
         return tuple(t.clone() for t in out) if return_history else out.clone()
 
+    def sampling_settings(self, **sampling) -> dict:
+        """The settings a `generate(**sampling)` call samples with, for records: the defaults overridden by
+        `sampling`; for a causal model its own (sampler, temperature, top_k), not MaskGIT's decoding ones."""
+        if self.transformer.config.causal:
+            return {"sampler": "cached", "temperature": self.sampling.temperature, "top_k": None, **sampling}
+        return {**vars(self.sampling), **sampling}
+
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) codebook ids (raster order) -> images (B, C, H, W) in [0, 1]."""
         g = self.transformer.config.grid_size

@@ -94,4 +94,4 @@ def decompose(pipe, judge: Classifier, train: tuple[torch.Tensor, torch.Tensor],
     samples, labels = generate_per_class(pipe, num_per_class, seed=seed, **sampling)
     sets["samples"], _ = score_set(judge, samples, labels, real_feats, real_y, radii, recon_feats, k=k)
     return {"sets": {name: sets[name] for name in SETS}, "num_per_class": num_per_class, "seed": seed, "k": k,
-            "num_real": len(real_x), "sampling": {**vars(pipe.sampling), **sampling}}, samples
+            "num_real": len(real_x), "sampling": pipe.sampling_settings(**sampling)}, samples

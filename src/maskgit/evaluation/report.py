@@ -142,7 +142,7 @@ def evaluate_model(model: str, classifier: str, out: str | Path, *, data: str = 
     images, labels = generate_per_class(pipe, num_per_class, seed=seed, **sampling)
     result = score_images(judge, images, labels, baseline.pop("test_features"))
     result.update(baseline)
-    result.update({"model": str(model), "seed": seed, "sampling": {**vars(pipe.sampling), **sampling},
+    result.update({"model": str(model), "seed": seed, "sampling": pipe.sampling_settings(**sampling),
                    "seconds": round(time.time() - start, 1)})
     save_grid(images.view(pipe.transformer.config.num_classes, num_per_class, *images.shape[1:])[:, :10].flatten(0, 1),
               grid_path, nrow=10)

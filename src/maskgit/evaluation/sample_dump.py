@@ -125,7 +125,8 @@ def sample_dump(model: str, out: str | Path, *, num_per_class: int, seed: int = 
     Args:
         rank, world_size, barrier: the process layout; default: accelerate's (`accelerate launch`), else 1.
         png_dir: also write one PNG per sample there (`{index:06d}_class{label}.png`).
-        **sampling: steps, schedule, temperature, choice_temperature, guidance_scale, guidance_schedule.
+        **sampling: steps, schedule, temperature, choice_temperature, guidance_scale, guidance_schedule
+            (a causal model: temperature, top_k, sampler), dtype, compile.
     Returns:
         `out` on the main process, None on the others.
     """
@@ -154,7 +155,7 @@ def sample_dump(model: str, out: str | Path, *, num_per_class: int, seed: int = 
         check_writable([Path(png_dir) / n for n in png_names], overwrite)
     settings = {"format": FORMAT, "model": str(model), "num_per_class": num_per_class, "num_classes": num_classes,
                 "num_images": len(labels), "seed": seed, "batch_size": batch_size,
-                "sampling": {**vars(pipe.sampling), **sampling}, "model_config": to_dict(pipe.config),
+                "sampling": pipe.sampling_settings(**sampling), "model_config": to_dict(pipe.config),
                 "labels": "sample i has class i // num_per_class",
                 "seeding": "sample i draws from torch.Generator(sample_seed(seed, i)) (SeedSequence([seed, i]))"}
     stale = _stale_parts(paths["parts"], settings, overwrite)  # every process checks, so all stop together
