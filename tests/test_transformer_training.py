@@ -242,3 +242,17 @@ def test_resume_past_the_stop_step_says_nothing_is_trained(tokenizer_dir, tmp_pa
     capsys.readouterr()
     train_transformer(cfg, tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path, max_steps=2, progress=False)
     assert "nothing to train" in capsys.readouterr().out
+
+
+def test_cli_split_train_keeps_the_validation_images_out(tokenizer_dir, tmp_path, capsys):
+    from maskgit.cli import main
+
+    sizes = {}
+    for split in ("train", "trainval"):
+        args = ["train", "--config", SMOKE, "--tokenizer", str(tokenizer_dir), "--data", "digits", "--max-steps", "1",
+                "--out", str(tmp_path / split), "--no-progress"]
+        assert main(args + (["--split", split] if split == "train" else [])) == 0
+        plan = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("plan:"))
+        sizes[split] = int(plan.split(" epochs of ")[1].split()[0].replace(",", ""))
+    assert sizes["train"] == len(build_dataset("digits", split="train"))
+    assert sizes["trainval"] == len(build_dataset("digits", split="trainval")) > sizes["train"]

@@ -166,6 +166,9 @@ def add_train_parser(sub) -> None:
                    help="trained tokenizer directory (train-tokenizer's final/)")
     add_training_args(p, "TransformerTrainingConfig",
                       "run directory (checkpoints, samples, metrics.csv, final/ = the model for sample/edit/evaluate)")
+    p.add_argument("--split", choices=["trainval", "train"], default="trainval",
+                   help="trainval: train + validation images (default); train: keep the validation images unseen, "
+                        "for choosing sampling settings on them (the test split is never trained on)")
     p.set_defaults(func=run_train)
 
 
@@ -180,11 +183,11 @@ def run_train(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.tokenizer).config
     try:
         cfg, notes = transformer_config(info, tokenizer, config=config, preset=args.preset,
-                                        max_steps=args.max_steps, epochs=args.epochs)
+                                        max_steps=args.max_steps, epochs=args.epochs, split=args.split)
     except (TypeError, ValueError) as err:
         raise ValueError(f"config {args.config}: {err}" if args.config else str(err)) from None
     _print_notes(notes)
-    final = train_transformer(cfg, tokenizer_dir=args.tokenizer, data=args.data, out=args.out,
+    final = train_transformer(cfg, tokenizer_dir=args.tokenizer, data=args.data, out=args.out, split=args.split,
                               data_root=args.data_root, resize=args.resize, progress=not args.no_progress)
     print(f"model saved to {final}")
 
