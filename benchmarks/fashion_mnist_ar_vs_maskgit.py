@@ -50,7 +50,11 @@ def score(name: str, model: str, work: Path, args) -> dict:
     """Dump + metrics of one model (both resume / reuse finished files)."""
     dump = work / f"{name}.npz"
     dump_s = None
-    if not dump.is_file():
+    if dump.is_file():
+        made = json.loads(dump.with_suffix(".json").read_text())
+        if (made["model"], made["num_per_class"]) != (model, args.num_per_class):
+            raise SystemExit(f"{dump} holds {made['num_per_class']} per class of {made['model']}: use another --work")
+    else:
         dump_s = cli("sample-dump", "--model", model, "--num-per-class", str(args.num_per_class), "--batch-size",
                      "250", "--seed", "0", "--out", str(dump), "--no-progress", processes=args.processes)
     metrics_path = work / f"{name}-metrics.json"
@@ -149,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.work / f"{name}.npz").is_file():
             cli("reference-batch", "--data", "fashion-mnist", "--split", split, *extra, "--seed", "0",
                 "--out", str(args.work / f"{name}.npz"))
-    models = {"MaskGIT T=8": score("maskgit", args.maskgit, args.work, args),
+    models = {"MaskGIT": score("maskgit", args.maskgit, args.work, args),
               "autoregressive": score("ar", args.ar, args.work, args)}
     torch.set_num_threads(args.threads)
-    models["MaskGIT T=8"]["timing"] = {"T=8": time_sampler(MaskGIT.from_pretrained(args.maskgit), args.time_images,
+    models["MaskGIT"]["timing"] = {"T=8": time_sampler(MaskGIT.from_pretrained(args.maskgit), args.time_images,
                                                            args.repeats, steps=8)}
     ar = MaskGIT.from_pretrained(args.ar)
     models["autoregressive"]["timing"] = {s: time_sampler(ar, args.time_images, args.repeats, sampler=s)
