@@ -174,10 +174,11 @@ class CountingModel:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, tokens, labels):
+    def __call__(self, tokens, labels, rows=None):
         self.calls.append(tokens.shape[0])
         base = fake_logits_fn(tokens)
-        return base + labels[:, None, None].float() * 0.5
+        logits = base + labels[:, None, None].float() * 0.5
+        return logits if rows is None else logits[rows]
 
 
 def test_guidance_scale_zero_is_conditional_and_one_pass():
@@ -208,3 +209,21 @@ def test_linear_guidance_ramp():
         guided_logits_fn(model, labels, mask_id=MASK, null_label=None, guidance_scale=1.0)
     with pytest.raises(ValueError, match="guidance_schedule"):
         guided_logits_fn(model, labels, mask_id=MASK, null_label=10, guidance_scale=1.0, guidance_schedule="cubic")
+
+
+@pytest.mark.parametrize("scale,schedule", [(0.0, "constant"), (3.0, "constant"), (4.0, "linear")])
+def test_logits_at_unknown_rows_only_equal_the_full_call(scale, schedule):
+    """`unknown_rows_only`: the guided callable at the rows equals the full logits there, and decoding agrees."""
+    tokens = random_partial(4, seed=5)
+    labels = torch.tensor([0, 1, 2, 3])
+    fn = guided_logits_fn(CountingModel(), labels, mask_id=MASK, null_label=10, guidance_scale=scale,
+                          guidance_schedule=schedule)
+    rows = tokens == MASK
+    assert torch.allclose(fn(tokens, rows), fn(tokens)[rows])
+    gens = lambda: [torch.Generator().manual_seed(s) for s in range(4)]  # noqa: E731
+    full, full_hist = decode(fn, tokens, mask_id=MASK, steps=6, generator=gens(), return_history=True)
+    part, part_hist = decode(fn, tokens, mask_id=MASK, steps=6, generator=gens(), return_history=True,
+                             unknown_rows_only=True)
+    assert torch.equal(full, part) and torch.equal(full_hist, part_hist)
+    with pytest.raises(ValueError, match="expected"):  # a callable that ignores `rows` is caught
+        decode(lambda t, rows: fn(t), tokens, mask_id=MASK, steps=6, unknown_rows_only=True)

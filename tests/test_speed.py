@@ -106,3 +106,47 @@ def test_batches_outside_full_batches_are_timed_only_on_the_reduced_preset():
     assert timed == {("tiny", 1, "maskgit-2"), ("tiny", 1, "ar-cached"), ("tiny/4", 2, "maskgit-2"),
                      ("tiny/4", 2, "ar-cached")}
     assert all("--full-batches" in r["status"] for r in rows if r["preset"] == "tiny" and r["batch"] == 2)
+
+
+@pytest.mark.parametrize("steps,schedule", [(8, "cosine"), (12, "cosine"), (10, "linear")])
+def test_head_rows_follow_the_decoding_schedule(steps, schedule):
+    """The FLOP model's unknown counts are the ones `decode` leaves at each step, and only the head shrinks."""
+    from maskgit.decoding import decode
+    from maskgit.speed.flops import _head_flops, unknown_per_step
+
+    n, k = 64, 5
+    tokens = torch.full((2, n), k)
+    _, history = decode(lambda t: torch.zeros(*t.shape, k), tokens, mask_id=k, steps=steps, schedule=schedule,
+                        generator=torch.Generator().manual_seed(0), return_history=True)
+    counts = unknown_per_step(n, steps, schedule)
+    assert counts == [n] + (history[0, :-1] == k).sum(-1).tolist()
+    cfg = TRANSFORMER_PRESETS["tiny"]
+    every, unknown = (sampler_cost(cfg, "maskgit", steps, head_at_unknown=h, schedule=schedule).flops
+                      for h in (False, True))
+    head = _head_flops(cfg)
+    assert every - unknown == head * (steps * cfg.num_tokens - sum(unknown_per_step(cfg.num_tokens, steps, schedule)))
+
+
+def test_repeats_alternate_between_the_samplers_of_a_group(monkeypatch):
+    """Round-robin timing: warm-ups, then repeat 1 of every sampler, then repeat 2; a cell whose only timed run
+    overruns its budget is reported skipped, the others keep their runs."""
+    from maskgit.speed import bench
+
+    calls, durations = [], {"maskgit-2": 0.25, "ar-cached": 0.5, "ar-naive": 1.0}
+
+    def fake_run(nets, sampler, batch, dtype, device, seed, deadline, instrument=True):
+        calls.append(sampler)
+        if sampler == "ar-naive" and len(calls) > 3:
+            raise bench.OverBudget
+        return durations[sampler], durations[sampler] * 0.9
+
+    monkeypatch.setattr(bench, "_sampling_run", fake_run)
+    settings = bench.BenchSettings(preset="tiny", grids=(4,), batches=(1,), dtypes=("float32",),
+                                   samplers=("maskgit-2", "ar-cached", "ar-naive"), repeats=2, matmul_size=64)
+    nets = bench.build_networks(TRANSFORMER_PRESETS["tiny"], torch.device("cpu"), 0)
+    rows = bench.time_group(nets, 1, "float32", settings, peak_flops=1e9)
+    assert calls == ["maskgit-2", "ar-cached", "ar-naive"] * 2 + ["maskgit-2", "ar-cached"]
+    by = {r["sampler"]: r for r in rows}
+    assert by["maskgit-2"]["repeats"] == 2 and by["maskgit-2"]["seconds_per_run"] == [0.25, 0.25]
+    assert by["ar-cached"]["images_per_s"] == 2.0 and by["ar-cached"]["network_fraction"] == pytest.approx(0.9)
+    assert by["ar-naive"]["status"].startswith("skipped: over the")

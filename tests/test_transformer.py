@@ -37,6 +37,25 @@ def test_imagenet_forward_with_few_layers():
     assert model(tokens, torch.tensor([999])).shape == (1, 256, 1024)
 
 
+def test_head_at_selected_rows_equals_the_full_logits():
+    cfg = TRANSFORMER_PRESETS["tiny"]
+    model = MaskGITTransformer(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, cfg.codebook_size, (3, cfg.num_tokens), generator=g)
+    rows = torch.rand(3, cfg.num_tokens, generator=g) < 0.4
+    rows[2] = False  # a sample with nothing selected contributes no rows
+    tokens[rows] = cfg.mask_id
+    labels = torch.tensor([0, 1, 2])
+    full = model(tokens, labels)
+    part = model(tokens, labels, rows=rows)
+    assert part.shape == (int(rows.sum()), cfg.codebook_size)
+    torch.testing.assert_close(part, full[rows], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="rows must be"):
+        model(tokens, labels, rows=rows[:, :-1])
+    with pytest.raises(ValueError, match="rows must be"):
+        model(tokens, labels, rows=rows.long())
+
+
 def test_logits_do_not_depend_on_hidden_ids_of_masked_tokens():
     cfg = TRANSFORMER_PRESETS["tiny"]
     model = MaskGITTransformer(cfg).eval()

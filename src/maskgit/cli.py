@@ -487,7 +487,10 @@ def add_bench_parser(sub) -> None:
                    help="compute dtypes among float32,bfloat16,float16 (default: float32,bfloat16)")
     p.add_argument("--samplers", type=_strs, default=None,
                    help="maskgit-T (T steps), ar-cached, ar-naive (default: maskgit-8,maskgit-12,ar-cached,ar-naive)")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per cell after one warm-up (default: 3)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per cell after a warm-up, taken round-robin across the samplers (default: 3)")
+    p.add_argument("--warmup", dest="warmup_s", type=float, default=None,
+                   help="seconds after which a warm-up run stops (default: 30)")
     p.add_argument("--cell-budget", dest="cell_budget_s", type=float, default=None,
                    help="seconds one cell may take; slower cells are skipped at full size (default: 180)")
     p.add_argument("--reduce-factor", type=int, default=None,
@@ -514,8 +517,8 @@ def run_bench(args: argparse.Namespace) -> None:
         preset=args.preset, grids=args.grids and tuple(args.grids), batches=args.batches and tuple(args.batches),
         full_batches=None if args.full_batches is None else tuple(args.full_batches),
         dtypes=args.dtypes and tuple(args.dtypes), samplers=args.samplers and tuple(args.samplers),
-        repeats=args.repeats, cell_budget_s=args.cell_budget_s, reduce_factor=args.reduce_factor, reduce=args.reduce,
-        device=args.device,
+        repeats=args.repeats, cell_budget_s=args.cell_budget_s, warmup_s=args.warmup_s,
+        reduce_factor=args.reduce_factor, reduce=args.reduce, device=args.device,
         matmul_size=args.matmul_size, seed=args.seed)
     result = bench_to_files(settings, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     timed = sum("images_per_s" in r for r in result["rows"])

@@ -15,7 +15,7 @@ import torch
 
 from .schedules import canonical_schedule, mask_ratio
 
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+LogitsFn = Callable[..., torch.Tensor]  # (tokens) -> (B, N, K); with `unknown_rows_only`: (tokens, rows) -> (M, K)
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 
 
@@ -43,6 +43,21 @@ def _gumbel(shape: tuple[int, ...], generator: GeneratorArg, device: torch.devic
     return u.clamp_min_(tiny).log_().neg_().clamp_min_(tiny).log_().neg_()
 
 
+def _sample_rows(rows: torch.Tensor, current: torch.Tensor, unknown: torch.Tensor,
+                 generator: GeneratorArg) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gumbel-max samples and log-probabilities from (M, K) `rows`, the logits at the M unknown positions.
+
+    Known positions keep their token and get confidence +inf (never re-masked).
+    Returns:
+        (sampled (B, N) long, log_conf (B, N) float32).
+    """
+    shape = (*current.shape, rows.shape[-1])
+    tokens = _gumbel(shape, generator, rows.device, where=unknown).add_(rows).argmax(-1)  # (M,)
+    log_prob = rows.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    log_conf = torch.full(current.shape, float("inf"), device=rows.device).masked_scatter(unknown, log_prob)
+    return current.masked_scatter(unknown, tokens), log_conf
+
+
 def _sample_unknown(logits: torch.Tensor, current: torch.Tensor, unknown: torch.Tensor,
                     generator: GeneratorArg, rows_only: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Gumbel-max samples and their log-probabilities at the unknown positions of (B, N, K) `logits`.
@@ -54,16 +69,12 @@ def _sample_unknown(logits: torch.Tensor, current: torch.Tensor, unknown: torch.
     Returns:
         (sampled (B, N) long, log_conf (B, N) float32).
     """
-    if not (logits.device.type == "cpu" if rows_only is None else rows_only):
-        tokens = _gumbel(logits.shape, generator, logits.device).add_(logits).argmax(-1)
-        sampled = torch.where(unknown, tokens, current)
-        log_conf = logits.log_softmax(-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
-        return sampled, log_conf.masked_fill(~unknown, float("inf"))
-    rows = logits[unknown]  # (M, K), M = unknown positions over the batch, in row-major order
-    tokens = _gumbel(logits.shape, generator, logits.device, where=unknown).add_(rows).argmax(-1)  # (M,)
-    log_prob = rows.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    log_conf = torch.full(current.shape, float("inf"), device=logits.device).masked_scatter(unknown, log_prob)
-    return current.masked_scatter(unknown, tokens), log_conf
+    if logits.device.type == "cpu" if rows_only is None else rows_only:
+        return _sample_rows(logits[unknown], current, unknown, generator)
+    tokens = _gumbel(logits.shape, generator, logits.device).add_(logits).argmax(-1)
+    sampled = torch.where(unknown, tokens, current)
+    log_conf = logits.log_softmax(-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+    return sampled, log_conf.masked_fill(~unknown, float("inf"))
 
 
 def _check_args(tokens: torch.Tensor, steps: int, start_iter: int, temperature: float, choice_temperature: float):
@@ -92,6 +103,7 @@ def decode(
     start_iter: int = 0,
     generator: GeneratorArg = None,
     return_history: bool = False,
+    unknown_rows_only: bool = False,
 ):
     """Fill the `mask_id` positions of `tokens` by iterative parallel decoding (SPEC section 4).
 
@@ -106,6 +118,10 @@ def decode(
         generator: a `torch.Generator` on the tokens' device, or one per sample (row b of every
             random draw then comes from generator b, so a batch equals its samples decoded alone).
         return_history: also return the (B, steps - start_iter, N) tokens after each step.
+        unknown_rows_only: call `logits_fn(tokens, rows)` with `rows` = the (B, N) bool unknown positions and
+            expect (M, K) logits at those M positions only (row-major), so the network skips its output head
+            where nothing is sampled. Same samples as the full call; shapes change every step, so use it where
+            that is cheap (CPU, no torch.compile).
     Returns:
         (B, N) long tokens with every position decided; with `return_history`, a tuple
         (tokens, history) where history holds `mask_id` at positions still unknown after each step.
@@ -121,12 +137,15 @@ def decode(
     progress = torch.tensor([(t + 1) / steps for t in range(steps)], dtype=torch.float32, device=device)
     for t in range(start_iter, steps):
         unknown = current == mask_id  # (B, N)
-        logits = logits_fn(current).float()  # (B, N, K)
+        logits = (logits_fn(current, unknown) if unknown_rows_only else logits_fn(current)).float()
         if temperature != 1.0:
             logits = logits / temperature
-        if logits.shape[:2] != (batch, num_tokens):
-            raise ValueError(f"logits_fn returned {tuple(logits.shape)}, expected ({batch}, {num_tokens}, K)")
-        sampled, log_conf = _sample_unknown(logits, current, unknown, generator)  # categorical sample, (B, N)
+        expected = (int(unknown.sum()),) if unknown_rows_only else (batch, num_tokens)
+        if logits.shape[:-1] != expected:
+            raise ValueError(f"logits_fn returned {tuple(logits.shape)}, expected {(*expected, 'K')}")
+        # categorical sample and its log-probability, (B, N) each
+        sampled, log_conf = (_sample_rows(logits, current, unknown, generator) if unknown_rows_only
+                             else _sample_unknown(logits, current, unknown, generator))
         if t == steps - 1:
             current = sampled  # after the last step everything is decided
         else:
@@ -171,27 +190,33 @@ def guided_logits_fn(
     """Bind `labels` to a conditional model, with classifier-free guidance when the scale is not 0.
 
     Args:
-        model_fn: (tokens (B, N), labels (B,)) -> logits (B, N, K).
+        model_fn: (tokens (B, N), labels (B,)) -> logits (B, N, K); it takes `rows=` (B, N) bool for
+            (M, K) logits at those positions only when the callable is used with `rows` (see `decode`).
         labels: (B,) class indices.
         mask_id: the mask token id (to measure progress for the `linear` guidance schedule).
         null_label: the label meaning 'no class'; required when guidance_scale != 0.
         guidance_scale: w in logits = cond + w * (cond - uncond); 0 = plain conditional logits.
     Returns:
-        A `tokens -> logits` callable; with guidance it runs one forward pass on a 2B batch.
+        A `(tokens, rows=None) -> logits` callable; with guidance it runs one forward pass on a 2B batch.
     """
     guidance_scale_at(guidance_scale, guidance_schedule, torch.zeros(1))  # validate the schedule name
     if not math.isfinite(guidance_scale):
         raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
     if guidance_scale == 0:
-        return lambda tokens: model_fn(tokens, labels)
+        def conditional(tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+            return model_fn(tokens, labels) if rows is None else model_fn(tokens, labels, rows=rows)
+        return conditional
     if null_label is None:
         raise ValueError("guidance needs a model trained with a null class (TransformerConfig.null_class=True)")
 
-    def logits_fn(tokens: torch.Tensor) -> torch.Tensor:
-        both = model_fn(torch.cat([tokens, tokens]), torch.cat([labels, torch.full_like(labels, null_label)]))
-        cond, uncond = both.float().chunk(2)
+    def logits_fn(tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        both_labels = torch.cat([labels, torch.full_like(labels, null_label)])
+        both = model_fn(torch.cat([tokens, tokens]), both_labels) if rows is None else \
+            model_fn(torch.cat([tokens, tokens]), both_labels, rows=torch.cat([rows, rows]))
+        cond, uncond = both.float().chunk(2)  # row-major selection: the first half of the rows is the first batch
         progress = (tokens != mask_id).float().mean(-1)  # (B,)
-        scale = guidance_scale_at(guidance_scale, guidance_schedule, progress)[:, None, None]
+        scale = guidance_scale_at(guidance_scale, guidance_schedule, progress)
+        scale = scale[:, None, None] if rows is None else scale.repeat_interleave(rows.sum(-1))[:, None]
         return cond + scale * (cond - uncond)
 
     return logits_fn

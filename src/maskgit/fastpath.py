@@ -144,3 +144,13 @@ def fast_forward(model: torch.nn.Module, dtype: torch.dtype, *, compile: bool = 
             return network(*args, **kwargs)
 
     return forward
+
+
+def head_at_unknown_only(device: torch.device | str, *, compile: bool = False) -> bool:
+    """Whether decoding asks the network for logits at the unknown positions only (`decode(unknown_rows_only=)`).
+
+    On the CPU the output head and the sampling then skip the decided positions (about a third of the head's
+    work over a cosine schedule); accelerators and torch.compile keep static shapes (no host synchronisation,
+    no recompiles) and compute every position.
+    """
+    return torch.device(device).type == "cpu" and not compile

@@ -20,7 +20,7 @@ from . import editing
 from .atomic import write_json_atomic
 from .config import ModelConfig, SamplingConfig, from_dict, to_dict
 from .decoding import GeneratorArg, decode, guided_logits_fn
-from .fastpath import autocast, fast_forward, resolve_dtype
+from .fastpath import autocast, fast_forward, head_at_unknown_only, resolve_dtype
 from .transformer import MaskGITTransformer
 from .vq import VQGAN
 from .weights import empty_module, load_weights, save_weights
@@ -207,6 +207,7 @@ class MaskGIT(nn.Module):
                 schedule=schedule or s.schedule, temperature=s.temperature if temperature is None else temperature,
                 choice_temperature=s.choice_temperature if choice_temperature is None else choice_temperature,
                 start_iter=start_iter, generator=generator, return_history=return_history,
+                unknown_rows_only=head_at_unknown_only(self.device, compile=compile),
             )
         return tuple(t.clone() for t in out) if return_history else out.clone()  # plain tensors again
 

@@ -120,14 +120,18 @@ class MaskGITTransformer(nn.Module):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
         """
         Args:
             tokens: (B, N) long, codebook ids or `config.mask_id`, raster order.
             labels: (B,) long class indices in [0, num_classes) or `config.null_label`;
                 None for an unconditional model (num_classes == 0).
+            rows: optional (B, N) bool: compute the MLM head only at these positions (a decoder needs
+                logits only where tokens are still unknown).
         Returns:
             (B, N, codebook_size) logits; for a causal model, logits[:, i] depend on tokens[:, :i] only.
+            With `rows`: (M, codebook_size) logits at the M selected positions, in row-major order.
         """
         cfg = self.config
         if tokens.shape[1] != cfg.num_tokens:
@@ -144,5 +148,10 @@ class MaskGITTransformer(nn.Module):
         x = self.Embed_0(ids)  # (B, L, D)
         for layer in self.layers:
             x = layer(x)
-        logits = self.MlmLayer_0(x, self.Embed_0.word_embeddings.weight, cfg.codebook_size)
-        return logits[:, ids.shape[1] - cfg.num_tokens :]  # causal: L = N, all of them
+        x = x[:, ids.shape[1] - cfg.num_tokens :]  # the image tokens (causal: L = N, all of them)
+        if rows is not None:
+            if rows.shape != tokens.shape or rows.dtype != torch.bool:
+                raise ValueError(f"rows must be a {tuple(tokens.shape)} bool tensor, got {tuple(rows.shape)} "
+                                 f"{rows.dtype}")
+            x = x[rows]  # (M, D)
+        return self.MlmLayer_0(x, self.Embed_0.word_embeddings.weight, cfg.codebook_size)

@@ -1,9 +1,10 @@
 """Timed benchmark cells: MaskGIT decoding and both autoregressive samplers on one network, side by side.
 
 Every cell samples tokens (the transformer; the tokenizer's decoder is not timed) with random weights of a
-preset's shape: one warm-up run, then the median of repeats, with the device synchronised before each clock
-read and every network call timed (network vs the rest). A cell whose FLOP estimate or warm-up exceeds the
-time budget is not timed at full size; `run_benchmark` then times the whole group on a reduced preset.
+preset's shape: a warm-up, then the median of repeats taken round-robin across the samplers of a group, with
+the device synchronised before each clock read and every network call timed (network vs the rest). A cell
+whose FLOP estimate or first run exceeds the time budget is not timed at full size; `run_benchmark` then
+times the whole group on a reduced preset.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from ..baselines.autoregressive import sample_autoregressive
 from ..config import TransformerConfig
 from ..decoding import decode, guided_logits_fn
-from ..fastpath import autocast, fast_forward, matmul_flops_per_s, synchronize
+from ..fastpath import autocast, fast_forward, head_at_unknown_only, matmul_flops_per_s, synchronize
 from ..transformer import MaskGITTransformer
 from .flops import sampler_cost
 
@@ -37,6 +38,7 @@ class BenchSettings:
     samplers: tuple[str, ...] = ("maskgit-8", "maskgit-12", "ar-cached", "ar-naive")
     repeats: int = 3
     cell_budget_s: float = 180.0
+    warmup_s: float = 30.0  # a warm-up run stops after this long
     reduce_factor: int = 4  # reduced preset: width, heads and depth divided by this (same depth-to-width ratio)
     reduce: str = "all"  # "all": width, heads and depth reduced; "depth": only the layers (same per-layer costs)
     device: str = "cpu"
@@ -118,14 +120,14 @@ def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, 
     generator = torch.Generator(device).manual_seed(seed)
 
     def timed(fn: Callable) -> Callable:
-        def call(*args):
+        def call(*args, **kwargs):
             if time.perf_counter() > deadline:
                 raise OverBudget
             if not instrument:
-                return fn(*args)
+                return fn(*args, **kwargs)
             synchronize(device)
             start = time.perf_counter()
-            out = fn(*args)
+            out = fn(*args, **kwargs)
             synchronize(device)
             inside[0] += time.perf_counter() - start
             return out
@@ -139,7 +141,8 @@ def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, 
             tokens = torch.full((batch, cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=device)
             logits_fn = guided_logits_fn(timed(fast_forward(nets.bidirectional, dtype)), labels, mask_id=cfg.mask_id,
                                          null_label=cfg.null_label)
-            decode(logits_fn, tokens, mask_id=cfg.mask_id, steps=int(sampler.split("-")[1]), generator=generator)
+            decode(logits_fn, tokens, mask_id=cfg.mask_id, steps=int(sampler.split("-")[1]), generator=generator,
+                   unknown_rows_only=head_at_unknown_only(device))  # as MaskGIT.generate does
         else:
             def forward(fn, *args):
                 with autocast(device, dtype):
@@ -150,50 +153,99 @@ def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, 
     return time.perf_counter() - start, inside[0]
 
 
-def time_cell(nets: Networks, sampler: str, batch: int, dtype_name: str, settings: BenchSettings,
-              peak_flops: float, skip: str | None = None) -> dict:
-    """Time one cell: warm-up, then the median of up to `repeats` runs that fit in the budget (or only
-    describe it, with status "skipped: <skip>", when `skip` is given)."""
+@dataclass
+class _Cell:
+    """One sampler's cell within a group: its description row and the runs timed so far."""
+
+    sampler: str
+    row: dict
+    skip: str | None = None
+    runs: list[tuple[float, float]] = field(default_factory=list)
+    spent: float = 0.0  # seconds of this cell's budget used (warm-up included)
+    last: float = 0.0  # duration of its last complete run (0: none yet)
+    memory: int = 0  # peak memory over its runs
+
+
+def describe_cell(cfg: TransformerConfig, sampler: str, batch: int, dtype_name: str, settings: BenchSettings,
+                  peak_flops: float, skip: str | None = None) -> _Cell:
+    """The cell's analytic row (FLOPs, calls, bytes, time at the peak) and why it is skipped, if it is."""
     device, dtype = torch.device(settings.device), getattr(torch, dtype_name)
-    cfg = nets.bidirectional.config
     steps = int(sampler.split("-")[1]) if sampler.startswith("maskgit-") else 8
     cost = sampler_cost(cfg, sampler.split("-")[0] if sampler.startswith("maskgit-") else sampler, steps,
-                        torch.finfo(dtype).bits // 8)
+                        torch.finfo(dtype).bits // 8, head_at_unknown=head_at_unknown_only(device))
     row = {"sampler": sampler, "batch": batch, "dtype": dtype_name, "grid": cfg.grid_size,
            "flops_per_image": cost.flops, "network_calls": cost.network_calls,
            "weight_bytes_per_batch": cost.weight_bytes, "kv_cache_bytes_per_image": cost.cache_bytes}
     estimate = cost.flops * batch / peak_flops
     row["estimate_s_at_peak"] = estimate
-    if skip is not None:
-        return {**row, "status": f"skipped: {skip}"}
-    if estimate > settings.cell_budget_s:
-        return {**row, "status": f"skipped: {estimate:.0f} s per run even at the measured matmul peak, over the "
-                                 f"{settings.cell_budget_s:.0f} s budget"}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    runs, separate = [], device.type == "cuda"  # CUDA: time the network in one extra, synchronised run
-    try:
-        with _RssPeak() as rss:
-            begin = time.perf_counter()
-            deadline = begin + settings.cell_budget_s
-            run = lambda instrument=not separate: _sampling_run(  # noqa: E731
-                nets, sampler, batch, dtype, device, settings.seed, deadline, instrument)
-            warm = run()
-            while len(runs) < settings.repeats and time.perf_counter() + warm[0] < deadline:
-                runs.append(run())
-            network_run = run(True) if separate else None
-    except OverBudget:
-        return {**row, "status": f"skipped: over the {settings.cell_budget_s:.0f} s budget after "
-                                 f"{time.perf_counter() - begin:.0f} s"}
-    status = "timed" if runs else "timed once (the warm-up run; no repeat fitted the budget)"
-    runs = runs or [warm]
-    total = statistics.median(r[0] for r in runs)
-    network = network_run[1] * total / network_run[0] if separate else statistics.median(r[1] for r in runs)
-    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak
-    return {**row, "status": status, "repeats": len(runs), "seconds_per_batch": total,
-            "seconds_per_image": total / batch, "images_per_s": batch / total, "network_fraction": network / total,
-            "achieved_flops_per_s": cost.flops * batch / total, "fraction_of_matmul_peak": cost.flops * batch /
-            total / peak_flops, "peak_memory_bytes": memory,
+    if skip is None and estimate > settings.cell_budget_s:
+        skip = (f"{estimate:.0f} s per run even at the measured matmul peak, over the {settings.cell_budget_s:.0f} s "
+                f"budget")
+    return _Cell(sampler, row, skip)
+
+
+def time_group(nets: Networks, batch: int, dtype_name: str, settings: BenchSettings, peak_flops: float,
+               skip: str | None = None) -> list[dict]:
+    """Time every sampler of one (network, batch, dtype) group, round-robin.
+
+    Each cell gets a warm-up of at most `warmup_s` seconds, then up to `repeats` timed runs within its own
+    `cell_budget_s`; the repeats alternate between the samplers (repeat 1 of each, then repeat 2 ...), so a
+    slow phase of a shared machine hits every sampler alike and the speed-ups compare runs made side by side.
+    A cell reports the median of its runs (or only its description, status "skipped: <why>").
+    """
+    device, dtype = torch.device(settings.device), getattr(torch, dtype_name)
+    cells = [describe_cell(nets.bidirectional.config, s, batch, dtype_name, settings, peak_flops, skip)
+             for s in settings.samplers]
+    live = [c for c in cells if c.skip is None]
+    separate = device.type == "cuda"  # CUDA: time the network in one extra, synchronised run per cell
+
+    def attempt(cell: _Cell, limit: float, instrument: bool = not separate) -> tuple[float, float] | None:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        begin = time.perf_counter()
+        try:
+            with _RssPeak() as rss:
+                return _sampling_run(nets, cell.sampler, batch, dtype, device, settings.seed, begin + limit,
+                                     instrument)
+        except OverBudget:
+            return None
+        finally:
+            cell.spent += time.perf_counter() - begin
+            cell.memory = max(cell.memory, torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                              else rss.peak)
+
+    for cell in live:  # a cut-short warm-up still warms kernels and allocator (a long AR run's first steps)
+        warm = attempt(cell, min(settings.warmup_s, settings.cell_budget_s))
+        cell.last = warm[0] if warm else 0.0
+    for _ in range(settings.repeats):
+        for cell in live:
+            left = settings.cell_budget_s - cell.spent
+            if cell.skip or (cell.last and cell.last > left) or left <= 0:
+                continue
+            run = attempt(cell, left)
+            if run is None:
+                if not cell.runs:
+                    cell.skip = f"over the {settings.cell_budget_s:.0f} s budget after {cell.spent:.0f} s"
+                cell.last = float("inf")  # no further attempt
+                continue
+            cell.runs.append(run)
+            cell.last = run[0]
+    network_runs = {c.sampler: attempt(c, float("inf"), True) for c in live if separate and not c.skip}
+    return [_summarise(c, batch, peak_flops, network_runs.get(c.sampler), device) for c in cells]
+
+
+def _summarise(cell: _Cell, batch: int, peak_flops: float, network_run: tuple[float, float] | None,
+               device: torch.device) -> dict:
+    row = cell.row
+    if cell.skip is not None:
+        return {**row, "status": f"skipped: {cell.skip}"}
+    total = statistics.median(r[0] for r in cell.runs)
+    network = network_run[1] * total / network_run[0] if network_run else statistics.median(r[1] for r in cell.runs)
+    flops = row["flops_per_image"] * batch
+    return {**row, "status": "timed", "repeats": len(cell.runs), "seconds_per_batch": total,
+            "seconds_per_run": [r[0] for r in cell.runs], "seconds_per_image": total / batch,
+            "images_per_s": batch / total, "network_fraction": network / total, "achieved_flops_per_s": flops / total,
+            "fraction_of_matmul_peak": flops / total / peak_flops, "peak_memory_bytes": cell.memory,
             "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process RSS"}
 
 
@@ -224,15 +276,14 @@ def run_benchmark(settings: BenchSettings, base: TransformerConfig, *, progress:
             for dtype in settings.dtypes:
                 skip = None if settings.full_batches is None or batch in settings.full_batches else \
                     "batch not timed at full size (--full-batches)"
-                group = [time_cell(full, s, batch, dtype, settings, peaks[dtype], skip) for s in settings.samplers]
+                group = time_group(full, batch, dtype, settings, peaks[dtype], skip)
                 rows += [{"preset": settings.preset, **r} for r in group]
                 bar.update(len(group))
                 if any(r["status"].startswith("skipped") for r in group):
                     small = small or build_networks(reduced_config(cfg, settings.reduce_factor, settings.reduce),
                                                     device, settings.seed)
                     name = f"{settings.preset}/{settings.reduce_factor}{'-depth' if settings.reduce == 'depth' else ''}"
-                    rows += [{"preset": name, **time_cell(small, s, batch, dtype, settings, peaks[dtype])}
-                             for s in settings.samplers]
+                    rows += [{"preset": name, **r} for r in time_group(small, batch, dtype, settings, peaks[dtype])]
                 if progress:
                     bar.set_postfix(grid=grid, batch=batch, dtype=dtype)
     bar.close()

@@ -169,8 +169,8 @@ def settings_from_args(**kwargs) -> BenchSettings:
     bad = [d for d in settings.dtypes if d not in ("float32", "bfloat16", "float16")]
     if bad or not settings.dtypes:
         raise ValueError(f"unknown dtype(s) {bad}; use float32, bfloat16, float16")
-    if settings.repeats < 1 or settings.cell_budget_s <= 0 or settings.reduce_factor < 1:
-        raise ValueError("--repeats, --cell-budget and --reduce-factor must be positive")
+    if settings.repeats < 1 or settings.cell_budget_s <= 0 or settings.warmup_s <= 0 or settings.reduce_factor < 1:
+        raise ValueError("--repeats, --cell-budget, --warmup and --reduce-factor must be positive")
     from ..pipeline import resolve_device
 
     return dataclasses.replace(settings, device=str(resolve_device(settings.device)))
