@@ -3,6 +3,13 @@
     python benchmarks/sampling_studies.py schedules     # paper Table 3 / Fig. 8: every schedule x T
     python benchmarks/sampling_studies.py guidance      # classifier-free guidance 0..4, constant / linear
     python benchmarks/sampling_studies.py temperature   # choice temperature around 4.5, sampling temperature
+    python benchmarks/sampling_studies.py select --model DIR --reference val --num-per-class 100
+                                                        # pick a model's defaults on the validation split
+
+`select` scores a grid of steps x guidance x temperatures against the 5,000 validation images (for a model
+trained with `maskgit train --split train`, which never sees them) and picks the cell with the lowest FD among
+those whose class agreement is >= 0.90 with every class >= 0.75 (the shipped model's acceptance bar), or the
+best agreement if none clears it; the test split stays untouched for the final numbers.
 
 Every cell generates `--num-per-class` samples of each class with per-sample seeds (the same seeds in every
 cell, as `maskgit sample-dump` does) and reports, against the real test set (10,000 images): the Frechet
@@ -37,6 +44,9 @@ STEPS = [4, 6, 8, 10, 12, 16, 24, 32]
 GUIDANCE = [0.0, 1.0, 2.0, 4.0]
 CHOICE_TEMPERATURES = [1.0, 3.0, 4.5, 6.0, 9.0]
 TEMPERATURES = [0.8, 1.0, 1.25]
+SELECT = {"steps": [8, 12], "guidance": [(0.0, "constant"), (2.0, "linear"), (4.0, "linear")],
+          "choice_temperature": [3.0, 4.5], "temperature": [1.0, 0.9]}
+AGREEMENT_BAR, CLASS_BAR = 0.90, 0.75
 
 
 def cells(study: str, schedules: list[str] = SCHEDULES) -> list[dict]:
@@ -49,12 +59,30 @@ def cells(study: str, schedules: list[str] = SCHEDULES) -> list[dict]:
     if study == "temperature":
         return ([{"choice_temperature": c} for c in CHOICE_TEMPERATURES]
                 + [{"temperature": t} for t in TEMPERATURES if t != 1.0])
+    if study == "select":
+        return [{"steps": t, "guidance_scale": w, "guidance_schedule": g, "choice_temperature": c, "temperature": tau}
+                for t in SELECT["steps"] for w, g in SELECT["guidance"] for c in SELECT["choice_temperature"]
+                for tau in SELECT["temperature"]]
     raise ValueError(f"unknown study {study!r}")
 
 
-def real_floor(extractor, reference: dict, count: int, seed: int) -> dict:
+def select_settings(rows: list[dict]) -> dict:
+    """The lowest-FD cell whose agreement clears the bar overall and in every class (else the best agreement)."""
+    passing = [r for r in rows if r["class_agreement"] >= AGREEMENT_BAR and r["min_class_agreement"] >= CLASS_BAR]
+    if passing:
+        best = min(passing, key=lambda r: r["frechet_distance"])
+    else:
+        best = max(rows, key=lambda r: r["class_agreement"])
+    keys = ("steps", "guidance_scale", "guidance_schedule", "choice_temperature", "temperature")
+    return {"settings": {k: best[k] for k in keys}, "passed_the_bar": bool(passing), "cells_passing": len(passing),
+            "rule": f"lowest FD among cells with class agreement >= {AGREEMENT_BAR} and every class >= {CLASS_BAR}",
+            **{k: best[k] for k in ("frechet_distance", "precision", "recall", "class_agreement",
+                                    "min_class_agreement")}}
+
+
+def real_floor(extractor, reference: dict, count: int, seed: int, split: str = "trainval") -> dict:
     """The metrics of `count` real training images, class-balanced like the samples, against the reference."""
-    train_x, train_y = dataset_tensors("fashion-mnist", "trainval")
+    train_x, train_y = dataset_tensors("fashion-mnist", split)
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
     per_class = count // 10
     picked = torch.cat([order[train_y[order] == c][:per_class] for c in range(10)])
@@ -86,7 +114,9 @@ def run_cell(pipe, extractor, reference: dict, labels: np.ndarray, overrides: di
     feats, probs = extractor(images, progress=False)
     score = score_features(feats, probs, labels, reference, agreement=True)
     score.pop("inception_score")
-    return {**overrides, **score, "seconds": round(time.time() - start, 1)}
+    per_class = [float((probs[labels == c].argmax(1) == c).mean()) for c in np.unique(labels)]
+    return {**overrides, **score, "per_class_agreement": per_class, "min_class_agreement": min(per_class),
+            "seconds": round(time.time() - start, 1)}
 
 
 def default_cell(out_dir: Path, result: dict, pipe, overrides: dict) -> dict | None:
@@ -105,7 +135,10 @@ def default_cell(out_dir: Path, result: dict, pipe, overrides: dict) -> dict | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=["schedules", "guidance", "temperature"])
+    parser.add_argument("study", choices=["schedules", "guidance", "temperature", "select"])
+    parser.add_argument("--model", default="fashion-mnist", help="bundled model name or a model directory")
+    parser.add_argument("--reference", choices=["test", "val"], default="test",
+                        help="real images the samples are scored against (select: val, the model's unseen split)")
     parser.add_argument("--num-per-class", type=int, default=10, help="samples of every class in every cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
@@ -118,9 +151,12 @@ def main() -> None:
                           f"study-{args.study}.part-{args.part}.json")
     if args.merge:
         return merge_parts(args.out_dir, args.study)
-    pipe = MaskGIT.from_pretrained("fashion-mnist")
+    if args.study == "select" and args.reference != "val":
+        sys.exit("select picks defaults on the validation split: pass --reference val (the test split is for the "
+                 "final numbers only)")
+    pipe = MaskGIT.from_pretrained(args.model)
     extractor = load_extractor("classifier:fashion-mnist-classifier")
-    test_x, _ = dataset_tensors("fashion-mnist", "test")
+    test_x, _ = dataset_tensors("fashion-mnist", args.reference)
     ref_feats, ref_probs = extractor(to_uint8_nhwc(test_x), progress=False)
     mu, sigma = feature_statistics(ref_feats)
     reference = {"mu": mu, "sigma": sigma, "features": ref_feats}
@@ -128,19 +164,27 @@ def main() -> None:
     result = json.loads(out.read_text()) if out.is_file() else {}
     if result.get("num_per_class") not in (None, args.num_per_class) or result.get("seed") not in (None, args.seed):
         sys.exit(f"{out} was made with other settings; remove it first")
-    result.update({"study": args.study, "model": "fashion-mnist", "num_per_class": args.num_per_class,
+    if result.get("model", args.model) != args.model or result.get("reference_split", "test") != args.reference:
+        sys.exit(f"{out} holds another model's or reference's cells; use another --out-dir")
+    result.update({"study": args.study, "model": args.model, "num_per_class": args.num_per_class,
                    "num_images_per_cell": len(labels), "seed": args.seed, "defaults": vars(pipe.sampling),
-                   "features": extractor.describe(), "reference": "Fashion-MNIST test split, 10,000 images",
+                   "features": extractor.describe(), "reference_split": args.reference,
+                   "reference": f"Fashion-MNIST {args.reference} split, {len(test_x):,} images",
                    "k": 3, "command": "python benchmarks/sampling_studies.py " + " ".join(sys.argv[1:])})
-    result.setdefault("real_floor", real_floor(extractor, reference, len(labels), args.seed))
+    floor_split = "train" if args.reference == "val" else "trainval"  # real images the model may have seen
+    result.setdefault("real_floor", real_floor(extractor, reference, len(labels), args.seed, floor_split))
     rows = result.setdefault("rows", [])
     for overrides in cells(args.study, args.schedules.split(",")):
         if any(all(r.get(k) == v for k, v in overrides.items()) for r in rows):
             continue
         shared = default_cell(args.out_dir, result, pipe, overrides)
+        shared = shared if args.reference == "test" and args.model == "fashion-mnist" else None
         rows.append(shared or run_cell(pipe, extractor, reference, labels, overrides, args.seed))
         print(json.dumps(rows[-1]), flush=True)
         write_json_atomic(out, result)
+    if args.study == "select":
+        result["chosen"] = select_settings(rows)
+        print("chosen:", json.dumps(result["chosen"]))
     write_json_atomic(out, result)
     PLOTS[args.study](result, out.with_suffix(".png"))
 
@@ -263,7 +307,31 @@ def _pyplot():
     return plt
 
 
-PLOTS = {"schedules": plot_schedules, "guidance": plot_guidance, "temperature": plot_temperature}
+def plot_select(result: dict, path: Path) -> None:
+    plt = _pyplot()
+    rows, chosen = result["rows"], result["chosen"]["settings"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for r in rows:
+        ok = r["class_agreement"] >= AGREEMENT_BAR and r["min_class_agreement"] >= CLASS_BAR
+        is_chosen = all(r[k] == v for k, v in chosen.items())
+        style = dict(marker="*" if is_chosen else "o", ms=14 if is_chosen else 6, color="C2" if ok else "C3")
+        axes[0].plot(r["class_agreement"], r["frechet_distance"], ls="", **style)
+        axes[1].plot(r["precision"], r["recall"], ls="", **style)
+        label = (f"T{r['steps']} w{r['guidance_scale']:g}{r['guidance_schedule'][0]} c{r['choice_temperature']:g} "
+                 f"t{r['temperature']:g}")
+        axes[0].annotate(label, (r["class_agreement"], r["frechet_distance"]), fontsize=6)
+    axes[0].axvline(AGREEMENT_BAR, color="grey", lw=0.8)
+    axes[0].set(xlabel="class agreement", ylabel="FD to the validation images (judge features)",
+                title="green: agreement >= 0.90 and every class >= 0.75; star: chosen")
+    axes[1].set(xlabel="precision", ylabel="recall", title="precision / recall")
+    fig.suptitle(f"Default sampling settings of {result['model']}, chosen on the validation split "
+                 f"({result['num_images_per_cell']} samples per cell)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+PLOTS = {"schedules": plot_schedules, "guidance": plot_guidance, "temperature": plot_temperature,
+         "select": plot_select}
 
 if __name__ == "__main__":
     main()

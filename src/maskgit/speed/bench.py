@@ -191,7 +191,8 @@ def time_group(nets: Networks, batch: int, dtype_name: str, settings: BenchSetti
     Each cell gets a warm-up of at most `warmup_s` seconds, then up to `repeats` timed runs within its own
     `cell_budget_s`; the repeats alternate between the samplers (repeat 1 of each, then repeat 2 ...), so a
     slow phase of a shared machine hits every sampler alike and the speed-ups compare runs made side by side.
-    A cell reports the median of its runs (or only its description, status "skipped: <why>").
+    A cell reports the median of its runs (or only its description, status "skipped: <why>"), and its
+    fraction of the highest matmul peak among `peak_flops` (the run's) and two measured around the group.
     """
     device, dtype = torch.device(settings.device), getattr(torch, dtype_name)
     cells = [describe_cell(nets.bidirectional.config, s, batch, dtype_name, settings, peak_flops, skip)
@@ -214,6 +215,7 @@ def time_group(nets: Networks, batch: int, dtype_name: str, settings: BenchSetti
             cell.memory = max(cell.memory, torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                               else rss.peak)
 
+    peak_before = matmul_flops_per_s(dtype, device, settings.matmul_size) if live else peak_flops
     for cell in live:  # a cut-short warm-up still warms kernels and allocator (a long AR run's first steps)
         warm = attempt(cell, min(settings.warmup_s, settings.cell_budget_s))
         cell.last = warm[0] if warm else 0.0
@@ -231,7 +233,10 @@ def time_group(nets: Networks, batch: int, dtype_name: str, settings: BenchSetti
             cell.runs.append(run)
             cell.last = run[0]
     network_runs = {c.sampler: attempt(c, float("inf"), True) for c in live if separate and not c.skip}
-    return [_summarise(c, batch, peak_flops, network_runs.get(c.sampler), device) for c in cells]
+    # The machine's speed drifts on a shared host: the fraction of peak uses the best of the run's peak and
+    # peaks measured just before and after this group (conservative: the highest peak seen).
+    peak = max(peak_flops, peak_before, matmul_flops_per_s(dtype, device, settings.matmul_size) if live else 0.0)
+    return [_summarise(c, batch, peak, network_runs.get(c.sampler), device) for c in cells]
 
 
 def _summarise(cell: _Cell, batch: int, peak_flops: float, network_run: tuple[float, float] | None,
@@ -245,7 +250,8 @@ def _summarise(cell: _Cell, batch: int, peak_flops: float, network_run: tuple[fl
     return {**row, "status": "timed", "repeats": len(cell.runs), "seconds_per_batch": total,
             "seconds_per_run": [r[0] for r in cell.runs], "seconds_per_image": total / batch,
             "images_per_s": batch / total, "network_fraction": network / total, "achieved_flops_per_s": flops / total,
-            "fraction_of_matmul_peak": flops / total / peak_flops, "peak_memory_bytes": cell.memory,
+            "fraction_of_matmul_peak": flops / total / peak_flops, "matmul_peak_flops_per_s": peak_flops,
+            "peak_memory_bytes": cell.memory,
             "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process RSS"}
 
 
