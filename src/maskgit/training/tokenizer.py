@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -23,11 +22,11 @@ from ..config import TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
 from ..data_fit import check_fit, describe_data
 from ..evaluation.reconstruction import save_comparison
-from ..fastpath import resolve_mixed_precision
 from ..outputs import check_output_dir
 from ..vq import VQGAN, CodeUsage, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
+from .accelerator import training_accelerator
 from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
@@ -145,10 +144,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     tcfg = cfg.tokenizer
     info = describe_data(data, progress=progress)
     notes = check_fit(info, tcfg.in_channels, tcfg.image_size, resize=resize, what="the tokenizer")
-    # cpu=True on a machine without CUDA lets `accelerate launch --multi_gpu --num_processes N` (torchrun)
-    # start N gloo-connected CPU processes; with CUDA, Accelerate places each process on its GPU.
-    mixed_precision = resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = training_accelerator(cfg.mixed_precision)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     for note in notes:

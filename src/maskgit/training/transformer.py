@@ -13,17 +13,16 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
 from ..baselines.objective import next_token_step_loss
 from ..config import ModelConfig, TokenizerConfig, TransformerConfig, TransformerTrainingConfig, to_dict
-from ..fastpath import resolve_mixed_precision
 from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
 from ..outputs import check_output_dir
 from ..pipeline import MaskGIT
 from ..transformer import MaskGITTransformer
+from .accelerator import training_accelerator
 from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
 from .ema import EMA
 from .lr_schedule import warmup_cosine
@@ -130,9 +129,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     info = describe_data(data, progress=progress)
     notes = check_fit(info, tokenizer.config.in_channels, tokenizer.config.image_size, resize=resize,
                       what="the tokenizer")
-    # cpu=True without CUDA lets `accelerate launch --multi_gpu --num_processes N` start gloo CPU processes.
-    mixed_precision = resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = training_accelerator(cfg.mixed_precision)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     tokenizer = tokenizer.to(device)
