@@ -155,6 +155,7 @@ def main() -> None:
         sys.exit("select picks defaults on the validation split: pass --reference val (the test split is for the "
                  "final numbers only)")
     pipe = MaskGIT.from_pretrained(args.model)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     extractor = load_extractor("classifier:fashion-mnist-classifier")
     test_x, _ = dataset_tensors("fashion-mnist", args.reference)
     ref_feats, ref_probs = extractor(to_uint8_nhwc(test_x), progress=False)
@@ -164,7 +165,8 @@ def main() -> None:
     result = json.loads(out.read_text()) if out.is_file() else {}
     if result.get("num_per_class") not in (None, args.num_per_class) or result.get("seed") not in (None, args.seed):
         sys.exit(f"{out} was made with other settings; remove it first")
-    if result.get("model", args.model) != args.model or result.get("reference_split", "test") != args.reference:
+    if result and (result.get("model", "fashion-mnist"), result.get("reference_split", "test")) != (args.model,
+                                                                                                 args.reference):
         sys.exit(f"{out} holds another model's or reference's cells; use another --out-dir")
     result.update({"study": args.study, "model": args.model, "num_per_class": args.num_per_class,
                    "num_images_per_cell": len(labels), "seed": args.seed, "defaults": vars(pipe.sampling),
