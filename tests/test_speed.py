@@ -1,6 +1,7 @@
 """The speed benchmark: analytic costs against the real networks, and `maskgit bench` end to end on a tiny preset."""
 import dataclasses
 import json
+import time
 
 import pytest
 import torch
@@ -150,3 +151,19 @@ def test_repeats_alternate_between_the_samplers_of_a_group(monkeypatch):
     assert by["maskgit-2"]["repeats"] == 2 and by["maskgit-2"]["seconds_per_run"] == [0.25, 0.25]
     assert by["ar-cached"]["images_per_s"] == 2.0 and by["ar-cached"]["network_fraction"] == pytest.approx(0.9)
     assert by["ar-naive"]["status"].startswith("skipped: over the")
+
+
+def test_a_budget_spent_by_the_warm_up_is_reported_not_crashed(monkeypatch):
+    from maskgit.speed import bench
+
+    def slow_warm_up(nets, sampler, batch, dtype, device, seed, deadline, instrument=True):
+        while time.perf_counter() < deadline:
+            time.sleep(0.001)
+        raise bench.OverBudget
+
+    monkeypatch.setattr(bench, "_sampling_run", slow_warm_up)
+    settings = bench.BenchSettings(preset="tiny", samplers=("maskgit-2",), repeats=2, cell_budget_s=0.05,
+                                   matmul_size=64)
+    nets = bench.build_networks(TRANSFORMER_PRESETS["tiny"], torch.device("cpu"), 0)
+    (row,) = bench.time_group(nets, 1, "float32", settings, peak_flops=1e9)
+    assert row["status"].startswith("skipped: no timed run fitted")

@@ -232,6 +232,9 @@ def time_group(nets: Networks, batch: int, dtype_name: str, settings: BenchSetti
                 continue
             cell.runs.append(run)
             cell.last = run[0]
+    for cell in live:
+        if cell.skip is None and not cell.runs:  # the warm-up left no room for a timed run
+            cell.skip = f"no timed run fitted the {settings.cell_budget_s:.0f} s budget after the warm-up"
     network_runs = {c.sampler: attempt(c, float("inf"), True) for c in live if separate and not c.skip}
     # The machine's speed drifts on a shared host: the fraction of peak uses the best of the run's peak and
     # peaks measured just before and after this group (conservative: the highest peak seen).
