@@ -8,6 +8,10 @@ agreement).
 
     python benchmarks/fashion_mnist_decomposition.py --out benchmarks/results/decomposition-v1
     python benchmarks/fashion_mnist_decomposition.py --split val --guidance-scale 0.5 --out /tmp/val-g05
+    python benchmarks/fashion_mnist_decomposition.py --tokenizer runs/tokenizer-fmnist-v2/final --out /tmp/tok-v2
+
+`--tokenizer DIR` scores another tokenizer's floor alone (no samples: the model's transformer was not trained
+on its codes).
 """
 
 from __future__ import annotations
@@ -30,16 +34,17 @@ def table(result: dict, class_names: list[str]) -> str:
     sets = result["sets"]
     lines = ["| set | agreement | FD to real | precision | recall | FD to train reconstructions |",
              "|---|---|---|---|---|---|"]
-    for name in SETS:
+    for name in (n for n in SETS if n in sets):
         row = sets[name]
         to_recon = row.get("frechet_to_recon_train")
         lines.append(f"| {LABELS[name]} | {row['agreement']:.3f} | {row['frechet_to_real']:.2f} | "
                      f"{row['precision']:.3f} | {row['recall']:.3f} | "
                      f"{'' if to_recon is None else f'{to_recon:.2f}'} |")
-    lines += ["", "| class | " + " | ".join(f"{n} agreement / FD" for n in ("real train", "recon train", "samples"))
-              + " |", "|---|---|---|---|"]
+    shown = [n for n in ("real_train", "recon_train", "samples") if n in sets]
+    lines += ["", "| class | " + " | ".join(f"{n.replace('_', ' ')} agreement / FD" for n in shown) + " |",
+              "|---" * (len(shown) + 1) + "|"]
     for c, cname in enumerate(class_names):
-        cells = [sets[n]["per_class"][c] for n in ("real_train", "recon_train", "samples")]
+        cells = [sets[n]["per_class"][c] for n in shown]
         lines.append(f"| {cname} | " + " | ".join(f"{x['agreement']:.2f} / {x['frechet_to_real']:.1f}" for x in cells)
                      + " |")
     return "\n".join(lines) + "\n"
@@ -52,7 +57,7 @@ def plot(result: dict, class_names: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    sets = ("real_train", "recon_train", "samples")
+    sets = [n for n in ("real_train", "recon_train", "samples") if n in result["sets"]]
     x = np.arange(len(class_names))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     for i, name in enumerate(sets):
@@ -67,9 +72,10 @@ def plot(result: dict, class_names: list[str], path: Path) -> None:
     axes[1].axhline(0.75, color="grey", lw=0.8, ls="--")
     axes[0].legend(fontsize=8)
     s = result["sampling"]
-    fig.suptitle(f"{result['model']}: {result['num_per_class']} per class vs the {result['split']} split "
-                 f"(T={s['steps']}, {s['schedule']}, choice temp {s['choice_temperature']}, "
-                 f"guidance {s['guidance_scale']})")
+    settings = "tokenizer only" if s is None else (f"T={s['steps']}, {s['schedule']}, choice temp "
+                                                    f"{s['choice_temperature']}, guidance {s['guidance_scale']}")
+    fig.suptitle(f"{result.get('tokenizer') or result['model']}: {result['num_per_class']} per class vs the "
+                 f"{result['split']} split ({settings})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -78,6 +84,8 @@ def plot(result: dict, class_names: list[str], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="fashion-mnist")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="score this tokenizer's reconstructions instead of the model's, without samples")
     parser.add_argument("--classifier", default="fashion-mnist-classifier")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="the real set compared with")
     parser.add_argument("--num-per-class", type=int, default=100)
@@ -90,19 +98,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="result stem: writes .json, .md and .png")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    sampling = {k: v for k in ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale")
+                if (v := getattr(args, k)) is not None}
+    if sampling and args.tokenizer is not None:
+        parser.error("--tokenizer scores the tokenizer alone: sampling options do not apply")
     from maskgit.pipeline import MaskGIT
 
     out, png = result_paths(args.out.with_suffix(".json"), args.overwrite)
     start = time.time()
     pipe = MaskGIT.from_pretrained(args.model)
+    if args.tokenizer is not None:
+        from maskgit.vq import load_tokenizer
+
+        pipe.tokenizer = load_tokenizer(args.tokenizer)
     judge = load_judge(args.classifier, pipe, "fashion-mnist", args.model)
     real = model_data("fashion-mnist", pipe, args.split)
     train = model_data("fashion-mnist", pipe, "train")
     check_data(*real, pipe, "fashion-mnist")
-    sampling = {k: v for k in ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale")
-                if (v := getattr(args, k)) is not None}
-    result, _ = decompose(pipe, judge, train, real, num_per_class=args.num_per_class, seed=args.seed, **sampling)
-    result.update({"model": args.model, "classifier": args.classifier, "split": args.split,
+    result, _ = decompose(pipe, judge, train, real, num_per_class=args.num_per_class, seed=args.seed,
+                          with_samples=args.tokenizer is None, **sampling)
+    result.update({"model": args.model, "tokenizer": args.tokenizer and str(args.tokenizer),
+                   "classifier": args.classifier, "split": args.split,
                    "command": "python benchmarks/fashion_mnist_decomposition.py " + " ".join(sys.argv[1:]),
                    "seconds": round(time.time() - start, 1)})
     names = list(pipe.class_names or range(pipe.transformer.config.num_classes))

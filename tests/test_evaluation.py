@@ -97,3 +97,6 @@ def test_decomposition_scores_real_reconstructed_and_generated_sets_with_equal_c
     assert all(0 <= sets[n][m] <= 1 for n in SETS for m in ("precision", "recall", "agreement"))
     with pytest.raises(ValueError, match="fewer than --num-per-class"):
         per_class_subset(train[1], 10_000, 10, seed=0)
+    alone, none = decompose(pipe, judge, train, real, num_per_class=4, seed=1, with_samples=False)
+    assert none is None and list(alone["sets"]) == ["real_train", "recon_train", "recon_test"]
+    assert alone["sets"]["recon_train"] == sets["recon_train"]  # the same floor, without sampling

@@ -67,12 +67,14 @@ def score_set(judge: Classifier, images: torch.Tensor, labels: torch.Tensor, rea
 
 def decompose(pipe, judge: Classifier, train: tuple[torch.Tensor, torch.Tensor],
               real: tuple[torch.Tensor, torch.Tensor], *, num_per_class: int = 100, seed: int = 0, k: int = 3,
-              **sampling) -> tuple[dict, torch.Tensor]:
+              with_samples: bool = True, **sampling) -> tuple[dict, torch.Tensor | None]:
     """Score real train images, their reconstructions, the real set's own reconstructions and samples.
 
     Args:
         train: real images and labels the scorer compares with (not the `real` set), e.g. the train split.
         real: the real set every other set is compared with (the test split, or the val split for choices).
+        with_samples: False scores the tokenizer alone (no samples set; e.g. a tokenizer the transformer was not
+            trained on).
         sampling: `pipe.generate` settings of the samples.
     Returns:
         ({"sets": {name: row}} for `SETS`, each row with agreement, frechet_to_real, precision, recall, the
@@ -91,7 +93,10 @@ def decompose(pipe, judge: Classifier, train: tuple[torch.Tensor, torch.Tensor],
     sets["real_train"], _ = score_set(judge, train_x, train_y, real_feats, real_y, radii, recon_feats, k=k)
     sets["recon_test"], _ = score_set(judge, reconstruct(pipe.tokenizer, real_x), real_y, real_feats, real_y, radii,
                                       k=k)
-    samples, labels = generate_per_class(pipe, num_per_class, seed=seed, **sampling)
-    sets["samples"], _ = score_set(judge, samples, labels, real_feats, real_y, radii, recon_feats, k=k)
-    return {"sets": {name: sets[name] for name in SETS}, "num_per_class": num_per_class, "seed": seed, "k": k,
-            "num_real": len(real_x), "sampling": pipe.sampling_settings(**sampling)}, samples
+    samples = None
+    if with_samples:
+        samples, labels = generate_per_class(pipe, num_per_class, seed=seed, **sampling)
+        sets["samples"], _ = score_set(judge, samples, labels, real_feats, real_y, radii, recon_feats, k=k)
+    return {"sets": {name: sets[name] for name in SETS if name in sets}, "num_per_class": num_per_class,
+            "seed": seed, "k": k, "num_real": len(real_x),
+            "sampling": pipe.sampling_settings(**sampling) if with_samples else None}, samples
