@@ -15,15 +15,30 @@ OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 -m maskgit.cli
 maskgit eval-tokenizer --tokenizer "$RUNS/tokenizer-fmnist/final" --data fashion-mnist --split test \
   --out "$RESULTS/tokenizer-fashion-mnist.json" --overwrite
 
-# 2. Transformer by masked visual token modeling on the tokenizer's codes (train + val split).
+# 2. Model v1: transformer by masked visual token modeling on the tokenizer's codes (train + val split), saved in
+#    float16 as v1 was shipped (v1's tokenizer is this float16 copy from here on).
 maskgit train --config configs/transformer-fashion-mnist.json --tokenizer "$RUNS/tokenizer-fmnist/final" \
   --data fashion-mnist --out "$RUNS/transformer-fmnist"
-
-# 3. Bundle it into the package (float16 weights, loaded back as float32).
 python -c "import sys, torch, maskgit; maskgit.MaskGIT.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], dtype=torch.float16)" \
-  "$RUNS/transformer-fmnist/final" "$BUNDLE/fashion-mnist"
+  "$RUNS/transformer-fmnist/final" "$RUNS/transformer-fmnist-v1-bundle"
 
-# 4. The judge classifier (real images only), then the scores of the bundled model's samples and edits.
+# 3. Model v2: 5,000 more steps from v1's weights on the train split only (the 5,000 validation images stay out of
+#    this stage, for choosing the sampling settings), same tokenizer.
+maskgit train --config configs/transformer-fashion-mnist-v2.json --tokenizer "$RUNS/transformer-fmnist-v1-bundle" \
+  --init-from "$RUNS/transformer-fmnist-v1-bundle" --data fashion-mnist --split train --out "$RUNS/transformer-fmnist-v2"
+
+# 4. Default sampling settings chosen on the validation split (steps x guidance x temperatures; rule in the script),
+#    then the bundle: float16 weights (loaded back as float32) with those defaults in its config.json.
+python benchmarks/sampling_studies.py select --model "$RUNS/transformer-fmnist-v2/final" --reference val \
+  --num-per-class 100 --out-dir benchmarks/results/fmnist-v2
+python - "$RUNS/transformer-fmnist-v2/final" benchmarks/results/fmnist-v2/study-select.json "$BUNDLE/fashion-mnist" <<'PY'
+import dataclasses, json, sys, torch, maskgit
+pipe = maskgit.MaskGIT.from_pretrained(sys.argv[1])
+pipe.sampling = dataclasses.replace(pipe.sampling, **json.load(open(sys.argv[2]))["chosen"]["settings"])
+pipe.save_pretrained(sys.argv[3], dtype=torch.float16)
+PY
+
+# 5. The judge classifier (real images only), then the scores of the bundled model's samples and edits.
 maskgit train-classifier --data fashion-mnist --epochs 5 --out "$BUNDLE/fashion-mnist-classifier" --overwrite
 maskgit evaluate --model fashion-mnist --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
 maskgit evaluate-editing --model fashion-mnist --out "$RESULTS/editing-fashion-mnist.json" --overwrite

@@ -33,6 +33,7 @@ def test_evaluate_generation(setup):
                        steps=2)
     assert r["num_images"] == 30 and 0 <= r["agreement"] <= 1 and r["frechet_to_real_test"] > 0
     assert r["frechet_real_train_vs_test"] < r["frechet_to_real_test"]  # random model: far from real images
+    assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["precision_recall_k"] == 3
     assert (root / "gen.png").is_file()
     with pytest.raises(FileExistsError):
         evaluate_model(str(model), str(root / "judge"), root / "gen.json", data="digits", num_per_class=1)

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from maskgit import MaskGIT
 from maskgit.config import TOKENIZER_PRESETS, TransformerTrainingConfig, from_dict
 from maskgit.data import build_dataset
-from maskgit.training.token_cache import cached_tokens
+from maskgit.training.checkpoint import read_checkpoint_meta
+from maskgit.training.token_cache import cached_tokens, tokenizer_fingerprint
 from maskgit.training.transformer import lr_at, train_transformer
 from maskgit.vq import VQGAN, save_tokenizer
 
@@ -256,3 +257,49 @@ def test_cli_split_train_keeps_the_validation_images_out(tokenizer_dir, tmp_path
         sizes[split] = int(plan.split(" epochs of ")[1].split()[0].replace(",", ""))
     assert sizes["train"] == len(build_dataset("digits", split="train"))
     assert sizes["trainval"] == len(build_dataset("digits", split="trainval")) > sizes["train"]
+
+
+def test_init_from_starts_both_weights_and_ema_at_the_models_and_is_part_of_the_runs_identity(tokenizer_dir,
+                                                                                             tmp_path, capsys):
+    from maskgit.cli import main
+
+    first = train_transformer(smoke_config(max_steps=2), tokenizer_dir=tokenizer_dir, data="digits",
+                              out=tmp_path / "first", progress=False)
+    start = {k: v.clone() for k, v in MaskGIT.from_pretrained(first).transformer.state_dict().items()}
+    # lr 0 and no weight decay: the weights cannot move, so the run's model and EMA must equal the starting model.
+    frozen = smoke_config(max_steps=1, lr=1e-12, weight_decay=0.0, checkpoint_every=1)
+    train_transformer(frozen, tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path / "warm", progress=False,
+                      init_from=first)
+    for name in ("model", "ema"):
+        saved = load_file(str(tmp_path / "warm" / "checkpoints" / "step_00000001" / f"{name}.safetensors"))
+        assert all(torch.allclose(saved[k], start[k], atol=1e-6) for k in start), name
+    # From scratch, the same setting lands elsewhere.
+    train_transformer(frozen, tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path / "cold", progress=False)
+    cold = load_file(str(tmp_path / "cold" / "checkpoints" / "step_00000001" / "model.safetensors"))
+    assert not all(torch.allclose(cold[k], start[k], atol=1e-6) for k in start)
+    # The starting point belongs to the run: resuming it from scratch (or from another model) is refused.
+    with pytest.raises(ValueError, match="init"):
+        train_transformer(smoke_config(max_steps=2, lr=1e-12, weight_decay=0.0, checkpoint_every=1),
+                          tokenizer_dir=tokenizer_dir, data="digits", out=tmp_path / "warm", progress=False)
+    # The CLI flag reaches the loop.
+    args = ["train", "--config", SMOKE, "--tokenizer", str(tokenizer_dir), "--data", "digits", "--max-steps", "1",
+            "--out", str(tmp_path / "cli"), "--no-progress", "--init-from", str(first)]
+    assert main(args) == 0
+    meta = read_checkpoint_meta(tmp_path / "cli" / "checkpoints" / "step_00000001")
+    assert meta["extra"]["init"] == tokenizer_fingerprint(MaskGIT.from_pretrained(first).transformer)
+
+
+def test_init_from_a_model_of_another_tokenizer_or_network_is_refused_before_any_step(tokenizer_dir, tmp_path):
+    first = train_transformer(smoke_config(max_steps=1), tokenizer_dir=tokenizer_dir, data="digits",
+                              out=tmp_path / "first", progress=False)
+    torch.manual_seed(1)
+    other = save_tokenizer(VQGAN(TOKENIZER_PRESETS["tiny"]), tmp_path / "other-tokenizer")
+    with pytest.raises(ValueError, match="its tokenizer is not the one this run trains on"):
+        train_transformer(smoke_config(max_steps=1), tokenizer_dir=other, data="digits", out=tmp_path / "a",
+                          progress=False, init_from=first)
+    wider = {**json.loads(open(SMOKE).read())["transformer"]}
+    wider["hidden_size"] *= 2
+    with pytest.raises(ValueError, match="its transformer differs from the config's .*hidden_size"):
+        train_transformer(smoke_config(max_steps=1, transformer=wider), tokenizer_dir=tokenizer_dir, data="digits",
+                          out=tmp_path / "b", progress=False, init_from=first)
+    assert not (tmp_path / "a" / "checkpoints").exists() and not (tmp_path / "b" / "checkpoints").exists()

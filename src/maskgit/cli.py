@@ -169,6 +169,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--split", choices=["trainval", "train"], default="trainval",
                    help="trainval: train + validation images (default); train: keep the validation images unseen, "
                         "for choosing sampling settings on them (the test split is never trained on)")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from this model's transformer (a bundled name or a save_pretrained / final/ folder "
+                        "trained on the same --tokenizer, with the same network) instead of random weights; the "
+                        "config's learning-rate schedule starts again from step 0")
     p.set_defaults(func=run_train)
 
 
@@ -188,7 +192,8 @@ def run_train(args: argparse.Namespace) -> None:
         raise ValueError(f"config {args.config}: {err}" if args.config else str(err)) from None
     _print_notes(notes)
     final = train_transformer(cfg, tokenizer_dir=args.tokenizer, data=args.data, out=args.out, split=args.split,
-                              data_root=args.data_root, resize=args.resize, progress=not args.no_progress)
+                              data_root=args.data_root, resize=args.resize, progress=not args.no_progress,
+                              init_from=args.init_from)
     print(f"model saved to {final}")
 
 
@@ -225,7 +230,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
                             overwrite=args.overwrite, resize=args.resize, **sampling_kwargs(args),
                             **autoregressive_kwargs(args))
     print(f"agreement {result['agreement']:.4f}, Frechet {_number(result['frechet_to_real_test'])} "
-          f"(real floor {_number(result['frechet_real_train_vs_test'])}) -> {args.out}")
+          f"(real floor {_number(result['frechet_real_train_vs_test'])}), precision {_number(result['precision'])}, "
+          f"recall {_number(result['recall'])} -> {args.out}")
 
 
 def _number(value: float | None) -> str:

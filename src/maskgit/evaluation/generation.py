@@ -2,7 +2,8 @@
 
 Agreement: the fraction of generated images the classifier assigns the requested class.
 Diversity and fidelity: the Frechet distance between classifier features of generated and real
-test images, reported beside the real-train vs real-test distance (the floor).
+test images, reported beside the real-train vs real-test distance (the floor), and improved precision
+(fidelity) / recall (coverage) with k = 3 nearest neighbours on the same features.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .classifier import Classifier, predict
 from .frechet import frechet_or_none
+from .precision_recall import precision_recall
 
 
 @torch.no_grad()
@@ -28,13 +30,17 @@ def generate_per_class(pipe, num_per_class: int, *, batch_size: int = 250, seed:
 
 def score_images(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
                  real_features: torch.Tensor) -> dict:
-    """Agreement with `labels` and Frechet distance to `real_features`."""
+    """Agreement with `labels`, Frechet distance and precision / recall (k = 3) against `real_features`."""
     preds, feats = predict(classifier, images)
     per_class = {int(c): float((preds[labels == c] == c).float().mean()) for c in labels.unique()}
+    k = 3
+    enough = len(feats) > k and len(real_features) > k  # k nearest neighbours need more than k points per set
+    pr = precision_recall(real_features.numpy(), feats.numpy(), k) if enough else {"precision": None, "recall": None}
     return {
         "agreement": float((preds == labels).float().mean()),
         "agreement_per_class": per_class,
         "frechet_to_real_test": frechet_or_none(feats.numpy(), real_features.numpy()),
+        "precision": pr["precision"], "recall": pr["recall"], "precision_recall_k": k,
         "num_images": len(images),
     }
 

@@ -99,9 +99,36 @@ def check_model_settings(cfg: TransformerTrainingConfig, transformer: Transforme
                          f"and transformer.grid_size to the tokenizer's") from err
 
 
+def initial_weights(init_from: str | Path, tokenizer: torch.nn.Module,
+                    transformer: TransformerConfig) -> tuple[dict[str, torch.Tensor], str]:
+    """The transformer weights a run starts from, and their fingerprint (saved with every checkpoint).
+
+    Args:
+        init_from: a bundled model name or a `save_pretrained` directory (e.g. an earlier run's final/); its
+            transformer is the starting point, as float32.
+    Raises:
+        ValueError: its tokenizer is not the run's (its codes would mean other things) or its network differs
+            from the run's (dropout may differ).
+    """
+    source = MaskGIT.from_pretrained(init_from)
+    if tokenizer_fingerprint(source.tokenizer) != tokenizer_fingerprint(tokenizer):
+        raise ValueError(f"--init-from {init_from}: its tokenizer is not the one this run trains on (--tokenizer); "
+                         f"a transformer only fits the codes of the tokenizer it was trained with. Pass that "
+                         f"tokenizer (for a bundled model or save_pretrained folder, the folder itself)")
+    have = {k: v for k, v in to_dict(source.transformer.config).items() if k != "dropout"}
+    want = {k: v for k, v in to_dict(transformer).items() if k != "dropout"}
+    if have != want:
+        diffs = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here" for k in sorted(want)
+                          if have.get(k) != want.get(k))
+        raise ValueError(f"--init-from {init_from}: its transformer differs from the config's ({diffs}); set the "
+                         f"config's transformer section to the model's, or train from scratch")
+    state = {k: v.float() for k, v in source.transformer.state_dict().items()}
+    return state, tokenizer_fingerprint(source.transformer)
+
+
 def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Path, data: str, out: str | Path,
                       data_root: str | None = None, split: str = "trainval", max_steps: int | None = None,
-                      progress: bool = True, resize: bool = False) -> Path:
+                      progress: bool = True, resize: bool = False, init_from: str | Path | None = None) -> Path:
     """Train (or resume) a MaskGIT transformer; returns the directory of the final `save_pretrained` model.
 
     Args:
@@ -113,11 +140,14 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         max_steps: stop early at this step (for smoke tests); the schedule still uses cfg.max_steps (to change the
             run length, rescale the config with `maskgit.training.run_config.rescale_length`).
         resize: allow data of another image size than the tokenizer's (resized); without it such data is refused.
+        init_from: start from this model's transformer weights (a bundled name or `save_pretrained` directory
+            with the same tokenizer and network) instead of a random initialisation; the EMA starts from them too.
 
     Raises:
-        ValueError: max_steps < 1; data the tokenizer does not fit (see `maskgit.data_fit.check_fit`); a
-            transformer config that does not fit the tokenizer or dataset; or an `out` holding a run started with
-            other settings (see `check_resume`), all before any training step.
+        ValueError: max_steps < 1; an `init_from` model that does not fit (see `initial_weights`); data the
+            tokenizer does not fit (see `maskgit.data_fit.check_fit`); a transformer config that does not fit the
+            tokenizer or dataset; or an `out` holding a run started with other settings (see
+            `check_resume`), all before any training step.
     """
     from ..data import EpochBatchSampler, build_dataset, dataset_fingerprint
     from ..data_fit import check_fit, describe_data
@@ -142,7 +172,10 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
                                                                                 "dropout": cfg.dropout})
     check_model_settings(cfg, tcfg, tokenizer.config, class_names)
     # The codes the run trains on: a resumed run must see the same tokenizer and data.
-    identity = {"tokenizer": tokenizer_fingerprint(tokenizer), "data": dataset_fingerprint(dataset)}
+    identity = {"tokenizer": tokenizer_fingerprint(tokenizer), "data": dataset_fingerprint(dataset), "init": None}
+    init_state = None  # the starting weights belong to the run's identity: a resume must start from the same
+    if init_from is not None:
+        init_state, identity["init"] = initial_weights(init_from, tokenizer, tcfg)
     if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
         check_resume(ckpt, cfg, identity=identity)
     tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", hflip=cfg.hflip,
@@ -151,7 +184,10 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     accelerator.print(plan_text(cfg, len(tokens), stop))
 
     torch.manual_seed(cfg.seed)
-    model = MaskGITTransformer(tcfg).to(device)
+    model = MaskGITTransformer(tcfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     step_loss = next_token_step_loss if tcfg.causal else mvtm_step_loss  # causal: the autoregressive baseline
     ema = EMA(model, cfg.ema_decay)
     optimizer = build_optimizer(model, cfg)
