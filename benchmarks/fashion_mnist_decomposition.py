@@ -11,7 +11,10 @@ agreement).
     python benchmarks/fashion_mnist_decomposition.py --tokenizer runs/tokenizer-fmnist-v2/final --out /tmp/tok-v2
 
 `--tokenizer DIR` scores another tokenizer's floor alone (no samples: the model's transformer was not trained
-on its codes).
+on its codes). `--before JSON` (an earlier model's result, same split and count) adds a before / after table.
+
+    python benchmarks/fashion_mnist_decomposition.py --before benchmarks/results/decomposition-v1.json \
+        --out benchmarks/results/decomposition-v2
 """
 
 from __future__ import annotations
@@ -47,6 +50,21 @@ def table(result: dict, class_names: list[str]) -> str:
         cells = [sets[n]["per_class"][c] for n in shown]
         lines.append(f"| {cname} | " + " | ".join(f"{x['agreement']:.2f} / {x['frechet_to_real']:.1f}" for x in cells)
                      + " |")
+    return "\n".join(lines) + "\n"
+
+
+def before_after(before: dict, after: dict, labels: tuple[str, str] = ("before", "after")) -> str:
+    """One table of every set both results hold: agreement, FD to real, precision, recall, before and after."""
+    for key in ("split", "num_per_class", "seed"):
+        if before.get(key) != after.get(key):
+            raise ValueError(f"the results differ in {key} ({before.get(key)!r} vs {after.get(key)!r}): "
+                             f"a before / after table needs the same real set, count and seeds")
+    lines = ["| set | model | agreement | FD to real | precision | recall |", "|---|---|---|---|---|---|"]
+    for name in (n for n in SETS if n in before["sets"] and n in after["sets"]):
+        for label, result in zip(labels, (before, after)):
+            row = result["sets"][name]
+            lines.append(f"| {LABELS[name]} | {label} | {row['agreement']:.3f} | {row['frechet_to_real']:.2f} | "
+                         f"{row['precision']:.3f} | {row['recall']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -95,16 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--choice-temperature", type=float)
     parser.add_argument("--guidance-scale", type=float)
+    parser.add_argument("--guidance-schedule", choices=("constant", "linear"))
+    parser.add_argument("--before", type=Path, default=None,
+                        help="an earlier decomposition JSON (same split, count and seed): adds a before / after table")
     parser.add_argument("--out", type=Path, required=True, help="result stem: writes .json, .md and .png")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    sampling = {k: v for k in ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale")
-                if (v := getattr(args, k)) is not None}
+    sampling = {k: v for k in ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale",
+                               "guidance_schedule") if (v := getattr(args, k)) is not None}
     if sampling and args.tokenizer is not None:
         parser.error("--tokenizer scores the tokenizer alone: sampling options do not apply")
     from maskgit.pipeline import MaskGIT
 
     out, png = result_paths(args.out.with_suffix(".json"), args.overwrite)
+    before = None
+    if args.before is not None:
+        import json
+
+        before = json.loads(args.before.read_text())
     start = time.time()
     pipe = MaskGIT.from_pretrained(args.model)
     if args.tokenizer is not None:
@@ -122,10 +148,15 @@ def main(argv: list[str] | None = None) -> int:
                    "command": "python benchmarks/fashion_mnist_decomposition.py " + " ".join(sys.argv[1:]),
                    "seconds": round(time.time() - start, 1)})
     names = list(pipe.class_names or range(pipe.transformer.config.num_classes))
+    text = table(result, names)
+    if before is not None:
+        compared = before_after(before, result, (before["model"] + " (before)", args.model + " (after)"))
+        result["before"] = {"file": str(args.before), "table": compared}
+        text = f"Before: `{args.before}`; after: this run.\n\n{compared}\n{text}"
     write_json_atomic(out, result)
-    write_bytes_atomic(out.with_suffix(".md"), table(result, names).encode())
+    write_bytes_atomic(out.with_suffix(".md"), text.encode())
     plot(result, names, png)
-    print(table(result, names))
+    print(text)
     return 0
 
 

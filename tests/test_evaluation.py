@@ -101,3 +101,23 @@ def test_decomposition_scores_real_reconstructed_and_generated_sets_with_equal_c
     alone, none = decompose(pipe, judge, train, real, num_per_class=4, seed=1, with_samples=False)
     assert none is None and list(alone["sets"]) == ["real_train", "recon_train", "recon_test"]
     assert alone["sets"]["recon_train"] == sets["recon_train"]  # the same floor, without sampling
+
+
+def test_before_after_table_lists_each_shared_set_twice_and_refuses_other_real_sets():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from fashion_mnist_decomposition import before_after
+
+    def result(fd):
+        row = {"agreement": 0.9, "frechet_to_real": fd, "precision": 0.8, "recall": 0.7}
+        return {"split": "test", "num_per_class": 100, "seed": 0,
+                "sets": {"recon_test": row, "samples": {**row, "frechet_to_real": 2 * fd}}}
+
+    text = before_after(result(6.0), result(3.0), ("v1", "v2"))
+    rows = [line for line in text.splitlines()[2:]]
+    assert len(rows) == 4 and [r.split(" | ")[1] for r in rows] == ["v1", "v2", "v1", "v2"]
+    assert "| 12.00 |" in rows[2] and "| 6.00 |" in rows[3]
+    with pytest.raises(ValueError, match="split"):
+        before_after({**result(6.0), "split": "val"}, result(3.0))
