@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(pipe.class_names or range(pipe.transformer.config.num_classes))
     text = table(result, names)
     if before is not None:
-        compared = before_after(before, result, (before["model"] + " (before)", args.model + " (after)"))
+        compared = before_after(before, result, (args.before.stem, args.out.stem))
         result["before"] = {"file": str(args.before), "table": compared}
         text = f"Before: `{args.before}`; after: this run.\n\n{compared}\n{text}"
     write_json_atomic(out, result)

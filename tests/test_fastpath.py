@@ -81,10 +81,12 @@ def test_float32_fast_path_equals_the_plain_decoding_loop(bundled):
     tokens = torch.full((4, cfg.num_tokens), cfg.mask_id)
     plain = decode(lambda t: bundled.transformer(t, labels), tokens, mask_id=cfg.mask_id, steps=8,
                    generator=torch.Generator().manual_seed(0))  # every logit computed (the fast path: unknown rows)
-    fast = bundled.fill_tokens(tokens, labels, steps=8, dtype="float32", generator=torch.Generator().manual_seed(0))
+    same = {"steps": 8, "temperature": 1.0, "choice_temperature": 4.5, "guidance_scale": 0.0}  # decode's defaults
+    fast = bundled.fill_tokens(tokens, labels, dtype="float32", generator=torch.Generator().manual_seed(0), **same)
     assert torch.equal(plain, fast) and not fast.is_inference()
     if resolve_dtype("auto", "cpu") == torch.float32:  # the default of from_pretrained on this machine
-        assert torch.equal(bundled.fill_tokens(tokens, labels, generator=torch.Generator().manual_seed(0)), plain)
+        assert torch.equal(bundled.fill_tokens(tokens, labels, generator=torch.Generator().manual_seed(0), **same),
+                           plain)
 
 
 def test_bfloat16_path_keeps_the_schedule_and_most_tokens(bundled):
