@@ -156,7 +156,7 @@ def test_decoding_replays_the_official_steps_exactly(name, transformer, monkeypa
             noise = torch.zeros(shape).scatter_(-1, sampled.unsqueeze(-1), 1e4)
         return noise if where is None else noise[where]  # the decoder may ask for the unknown rows only
 
-    monkeypatch.setattr(decoding, "_gumbel", official_gumbel)
+    monkeypatch.setattr(decoding, "gumbel_noise", official_gumbel)
     out, history = decoding.decode(logits_fn, torch.from_numpy(run["inputs"][:, 1:]).long(), mask_id=MASK,
                                    steps=steps, start_iter=start, schedule="cosine",
                                    choice_temperature=float(run["choice_temperature"]), return_history=True)

@@ -114,7 +114,7 @@ def test_start_iter():
 
 
 def test_zero_choice_temperature_keeps_most_confident():
-    from maskgit.decoding import _gumbel
+    from maskgit.decoding import gumbel_noise
 
     tokens = torch.full((2, N), MASK)
     logits_fn = lambda t: fake_logits_fn(torch.full_like(t, MASK))  # context-free: same logits every step
@@ -122,7 +122,7 @@ def test_zero_choice_temperature_keeps_most_confident():
                      generator=torch.Generator().manual_seed(1), return_history=True)
     # Replay the first random draw (the categorical sample of step 0) to know every sampled token.
     logits = logits_fn(tokens)
-    sampled = (logits + _gumbel(logits.shape, torch.Generator().manual_seed(1), "cpu")).argmax(-1)
+    sampled = (logits + gumbel_noise(logits.shape, torch.Generator().manual_seed(1), "cpu")).argmax(-1)
     conf = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]
     for b in range(2):
         kept = hist[b, 0] != MASK

@@ -11,7 +11,7 @@ from maskgit import MaskGIT
 from maskgit.config import TOKENIZER_PRESETS, TransformerTrainingConfig, from_dict
 from maskgit.data import build_dataset
 from maskgit.training.checkpoint import read_checkpoint_meta
-from maskgit.training.token_cache import cached_tokens, tokenizer_fingerprint
+from maskgit.training.token_cache import cached_tokens, module_fingerprint
 from maskgit.training.transformer import lr_at, train_transformer
 from maskgit.vq import VQGAN, save_tokenizer
 
@@ -286,7 +286,7 @@ def test_init_from_starts_both_weights_and_ema_at_the_models_and_is_part_of_the_
             "--out", str(tmp_path / "cli"), "--no-progress", "--init-from", str(first)]
     assert main(args) == 0
     meta = read_checkpoint_meta(tmp_path / "cli" / "checkpoints" / "step_00000001")
-    assert meta["extra"]["init"] == tokenizer_fingerprint(MaskGIT.from_pretrained(first).transformer)
+    assert meta["extra"]["init"] == module_fingerprint(MaskGIT.from_pretrained(first).transformer)
 
 
 def test_init_from_a_model_of_another_tokenizer_or_network_is_refused_before_any_step(tokenizer_dir, tmp_path):

@@ -29,7 +29,7 @@ def _uniform(shape: tuple[int, ...], generator: GeneratorArg, device: torch.devi
     return torch.stack([torch.rand(shape[1:], generator=g, device=device) for g in generator])
 
 
-def _gumbel(shape: tuple[int, ...], generator: GeneratorArg, device: torch.device,
+def gumbel_noise(shape: tuple[int, ...], generator: GeneratorArg, device: torch.device,
             where: torch.Tensor | None = None) -> torch.Tensor:
     """Gumbel(0, 1) noise of `shape`; with `where` (bool over the leading dims) only those rows, (M, *rest).
 
@@ -52,7 +52,7 @@ def _sample_rows(rows: torch.Tensor, current: torch.Tensor, unknown: torch.Tenso
         (sampled (B, N) long, log_conf (B, N) float32).
     """
     shape = (*current.shape, rows.shape[-1])
-    tokens = _gumbel(shape, generator, rows.device, where=unknown).add_(rows).argmax(-1)  # (M,)
+    tokens = gumbel_noise(shape, generator, rows.device, where=unknown).add_(rows).argmax(-1)  # (M,)
     log_prob = rows.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     log_conf = torch.full(current.shape, float("inf"), device=rows.device).masked_scatter(unknown, log_prob)
     return current.masked_scatter(unknown, tokens), log_conf
@@ -71,7 +71,7 @@ def _sample_unknown(logits: torch.Tensor, current: torch.Tensor, unknown: torch.
     """
     if logits.device.type == "cpu" if rows_only is None else rows_only:
         return _sample_rows(logits[unknown], current, unknown, generator)
-    tokens = _gumbel(logits.shape, generator, logits.device).add_(logits).argmax(-1)
+    tokens = gumbel_noise(logits.shape, generator, logits.device).add_(logits).argmax(-1)
     sampled = torch.where(unknown, tokens, current)
     log_conf = logits.log_softmax(-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
     return sampled, log_conf.masked_fill(~unknown, float("inf"))
@@ -155,7 +155,7 @@ def decode(
             ratio = mask_ratio(progress[t], schedule, unknown_at_start)
             n = torch.floor(unknown_at_start.float() * ratio).long()
             n = torch.maximum(torch.ones_like(n), torch.minimum(unknown.sum(-1) - 1, n))
-            noisy = log_conf + choice_temperature * (1.0 - r) * _gumbel((batch, num_tokens), generator, device)
+            noisy = log_conf + choice_temperature * (1.0 - r) * gumbel_noise((batch, num_tokens), generator, device)
             ranks = noisy.argsort(dim=-1).argsort(dim=-1)  # 0 = least confident
             remask = (ranks < n.unsqueeze(-1)) & unknown
             current = sampled.masked_fill(remask, mask_id)

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..decoding import GeneratorArg, _gumbel
+from ..decoding import GeneratorArg, gumbel_noise
 from ..transformer import MaskGITTransformer
 
 SAMPLERS = ("cached", "naive")
@@ -70,7 +70,7 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, gen
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return (logits + _gumbel(logits.shape, generator, logits.device)).argmax(-1)
+    return (logits + gumbel_noise(logits.shape, generator, logits.device)).argmax(-1)
 
 
 def _check_args(model: MaskGITTransformer, sampler: str, temperature: float, top_k: int | None) -> None:

@@ -21,12 +21,13 @@ from ..config import to_dict
 from ..data import dataset_fingerprint
 
 
-def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
-    """A short hash of the tokenizer's config (when it has one) and every tensor of its state."""
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """A short hash of a module's config (when it has one) and every tensor of its state: the identity of a
+    tokenizer behind a token cache, and of the weights a run starts from (`maskgit train --init-from`)."""
     h = hashlib.sha256()
-    if (config := getattr(tokenizer, "config", None)) is not None:
+    if (config := getattr(module, "config", None)) is not None:
         h.update(json.dumps(to_dict(config), sort_keys=True).encode())
-    for name, tensor in sorted(tokenizer.state_dict().items()):
+    for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().float().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -34,7 +35,7 @@ def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
 
 def token_cache_key(tokenizer: torch.nn.Module, dataset: Dataset, *, hflip: bool = False) -> str:
     """The identity of a dataset's codes: tokenizer, dataset contents and flip option (used as a file name)."""
-    both = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}:{dataset_fingerprint(dataset)}".encode())
+    both = hashlib.sha256(f"{module_fingerprint(tokenizer)}:{dataset_fingerprint(dataset)}".encode())
     return f"{both.hexdigest()[:16]}-n{len(dataset)}-flip{int(hflip)}"
 
 

@@ -28,7 +28,7 @@ from .ema import EMA
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
 from .run_config import plan_text
-from .token_cache import cached_tokens, tokenizer_fingerprint
+from .token_cache import cached_tokens, module_fingerprint
 
 
 def lr_at(step: int, cfg: TransformerTrainingConfig) -> float:
@@ -111,7 +111,7 @@ def initial_weights(init_from: str | Path, tokenizer: torch.nn.Module,
             from the run's (dropout may differ).
     """
     source = MaskGIT.from_pretrained(init_from)
-    if tokenizer_fingerprint(source.tokenizer) != tokenizer_fingerprint(tokenizer):
+    if module_fingerprint(source.tokenizer) != module_fingerprint(tokenizer):
         raise ValueError(f"--init-from {init_from}: its tokenizer is not the one this run trains on (--tokenizer); "
                          f"a transformer only fits the codes of the tokenizer it was trained with. Pass that "
                          f"tokenizer (for a bundled model or save_pretrained folder, the folder itself)")
@@ -123,7 +123,7 @@ def initial_weights(init_from: str | Path, tokenizer: torch.nn.Module,
         raise ValueError(f"--init-from {init_from}: its transformer differs from the config's ({diffs}); set the "
                          f"config's transformer section to the model's, or train from scratch")
     state = {k: v.float() for k, v in source.transformer.state_dict().items()}
-    return state, tokenizer_fingerprint(source.transformer)
+    return state, module_fingerprint(source.transformer)
 
 
 def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Path, data: str, out: str | Path,
@@ -172,7 +172,7 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
                                                                                 "dropout": cfg.dropout})
     check_model_settings(cfg, tcfg, tokenizer.config, class_names)
     # The codes the run trains on: a resumed run must see the same tokenizer and data.
-    identity = {"tokenizer": tokenizer_fingerprint(tokenizer), "data": dataset_fingerprint(dataset), "init": None}
+    identity = {"tokenizer": module_fingerprint(tokenizer), "data": dataset_fingerprint(dataset), "init": None}
     init_state = None  # the starting weights belong to the run's identity: a resume must start from the same
     if init_from is not None:
         init_state, identity["init"] = initial_weights(init_from, tokenizer, tcfg)
