@@ -121,3 +121,25 @@ def test_before_after_table_lists_each_shared_set_twice_and_refuses_other_real_s
     assert "| 12.00 |" in rows[2] and "| 6.00 |" in rows[3]
     with pytest.raises(ValueError, match="split"):
         before_after({**result(6.0), "split": "val"}, result(3.0))
+
+
+def test_seed_spread_seed_s_scores_exactly_what_maskgit_evaluate_seed_s_scores(tmp_path):
+    """The seed-spread benchmark's row for seed s must be `maskgit evaluate --seed s` (bundled model, real data)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from fashion_mnist_seed_spread import main
+
+    args = ["--model", "fashion-mnist", "--seeds", "2", "--num-per-class", "1", "--out", str(tmp_path / "spread")]
+    assert main(args) == 0
+    spread = json.loads((tmp_path / "spread.json").read_text())
+    rows = spread["models"]["fashion-mnist"]["seeds"]
+    assert [r["seed"] for r in rows] == [0, 1] and len(spread["real_train_frechet"]) == 2
+    evaluate_model("fashion-mnist", "fashion-mnist-classifier", tmp_path / "eval.json", num_per_class=1, seed=1)
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    for key in ("agreement", "agreement_per_class", "frechet_to_real_test", "precision", "recall", "num_images"):
+        assert rows[1][key] == evaluated[key], key
+    assert (tmp_path / "spread.png").is_file() and "| fashion-mnist | 2 |" in (tmp_path / "spread.md").read_text()
+    with pytest.raises(FileExistsError):  # an existing result is never overwritten without --overwrite
+        main(args)
