@@ -35,8 +35,10 @@ maskgit train --config configs/transformer-fashion-mnist-v2-plus-2500.json --tok
 maskgit train --config configs/transformer-fashion-mnist-v3.json --tokenizer "$RUNS/transformer-fmnist-v1-bundle" \
   --init-from "$RUNS/transformer-fmnist-v2-plus-2500/final" --data fashion-mnist --split train --out "$RUNS/transformer-fmnist-v3"
 
-# 5. Default sampling settings chosen on the validation split (steps x guidance x temperatures; rule in the script),
+# 5. The judge classifier (real images only; it scores every study and evaluation below), then the default
+#    sampling settings chosen on the validation split (steps x guidance x temperatures; rule in the script),
 #    then the bundle: float16 weights (loaded back as float32) with those defaults in its config.json.
+maskgit train-classifier --data fashion-mnist --epochs 5 --out "$BUNDLE/fashion-mnist-classifier" --overwrite
 python benchmarks/sampling_studies.py select --model "$RUNS/transformer-fmnist-v3/final" --reference val \
   --num-per-class 100 --out-dir benchmarks/results/fmnist-v3
 python - "$RUNS/transformer-fmnist-v3/final" benchmarks/results/fmnist-v3/study-select.json "$BUNDLE/fashion-mnist" <<'PY'
@@ -46,9 +48,15 @@ pipe.sampling = dataclasses.replace(pipe.sampling, **json.load(open(sys.argv[2])
 pipe.save_pretrained(sys.argv[3], dtype=torch.float16)
 PY
 
-# 6. The judge classifier (real images only), then the scores of the bundled model's samples and edits.
-maskgit train-classifier --data fashion-mnist --epochs 5 --out "$BUNDLE/fashion-mnist-classifier" --overwrite
+# 6. The scores of the bundled model's samples and edits.
 maskgit evaluate --model fashion-mnist --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
+for seed in 1 2; do maskgit evaluate --model fashion-mnist --num-per-class 100 --seed "$seed" \
+  --out "$RESULTS/generation-fashion-mnist-seed$seed.json" --overwrite; done
+maskgit evaluate --model fashion-mnist --num-per-class 100 --dtype float32 \
+  --out "$RESULTS/generation-fashion-mnist-float32.json" --overwrite
+# Tokenizer floor vs samples, before (v1, committed) and after.
+python benchmarks/fashion_mnist_decomposition.py --before benchmarks/results/decomposition-v1.json \
+  --out benchmarks/results/decomposition-v3 --overwrite
 maskgit evaluate-editing --model fashion-mnist --out "$RESULTS/editing-fashion-mnist.json" --overwrite
 # The standard metrics on 10,000 samples (FD / precision / recall / IS on judge features, CAS), and the studies.
 bash benchmarks/fashion_mnist_metrics.sh
