@@ -5,6 +5,8 @@
     python benchmarks/sampling_studies.py temperature   # choice temperature around 4.5, sampling temperature
     python benchmarks/sampling_studies.py select --model DIR --reference val --num-per-class 100
                                                         # pick a model's defaults on the validation split
+    python benchmarks/sampling_studies.py select --local --model DIR --reference val --num-per-class 100
+                                                        # re-check them after a decoder-only change
 
 `select` scores a grid of steps x guidance x temperatures against the 5,000 validation images (for a model
 trained with `maskgit train --split train`, which never sees them), then refines around the lowest-FD cell with
@@ -12,7 +14,10 @@ agreement >= 0.90 (guidance w, w + 2, w + 4 x temperature t, t + 0.1, t + 0.2 at
 temperature), and picks the cell with the lowest FD among those whose class agreement is >= 0.90 with every
 class >= 0.80 (the shipped model's bar of 0.75 plus a margin: one class's agreement on 100 samples has a
 standard deviation of about 0.04), or the best agreement if none clears it; the test split stays untouched for
-the final numbers.
+the final numbers. `select --local` is for a model whose transformer and defaults came from a full `select` and
+whose tokenizer decoder alone changed since (`train-tokenizer --init-from` with `trainable: decoder`): the
+transformer samples the same codes, only the images they decode to differ, so it scores just the defaults with
+guidance w - 2, w and w + 2 (3 cells instead of ~31) and picks among them by the same rule.
 
 Every cell generates `--num-per-class` samples of each class with per-sample seeds (the same seeds in every
 cell, as `maskgit sample-dump` does) and reports, against the real test set (10,000 images): the Frechet
@@ -69,6 +74,14 @@ def cells(study: str, schedules: list[str] = SCHEDULES) -> list[dict]:
                 for t in SELECT["steps"] for w, g in SELECT["guidance"] for c in SELECT["choice_temperature"]
                 for tau in SELECT["temperature"]]
     raise ValueError(f"unknown study {study!r}")
+
+
+def local_cells(sampling) -> list[dict]:
+    """`select --local`: the model's defaults with guidance w - 2, w, w + 2 (those >= 0)."""
+    base = {k: getattr(sampling, k) for k in ("steps", "guidance_scale", "guidance_schedule", "choice_temperature",
+                                              "temperature")}
+    return [{**base, "guidance_scale": base["guidance_scale"] + dw} for dw in (-2.0, 0.0, 2.0)
+            if base["guidance_scale"] + dw >= 0]
 
 
 def refine_cells(rows: list[dict]) -> list[dict]:
@@ -167,6 +180,9 @@ def main() -> None:
                         help="schedules study: a subset, run as a separate part (output .part-NAME.json)")
     parser.add_argument("--part", default=None, help="name of this part (parts run in parallel processes)")
     parser.add_argument("--merge", action="store_true", help="join the parts' rows into the study file and plot")
+    parser.add_argument("--local", action="store_true",
+                        help="select: only the model's defaults with guidance w - 2, w, w + 2 (after a decoder-only "
+                             "change; see above)")
     args = parser.parse_args()
     out = args.out_dir / (f"study-{args.study}.json" if args.part is None else
                           f"study-{args.study}.part-{args.part}.json")
@@ -197,8 +213,12 @@ def main() -> None:
     floor_split = "train" if args.reference == "val" else "trainval"  # real images the model may have seen
     result.setdefault("real_floor", real_floor(extractor, reference, len(labels), args.seed, floor_split))
     rows = result.setdefault("rows", [])
+    if args.local and args.study != "select":
+        sys.exit("--local is a select option")
     stages = [lambda: cells(args.study, args.schedules.split(","))]
-    if args.study == "select":
+    if args.local:
+        stages = [lambda: local_cells(pipe.sampling)]
+    elif args.study == "select":
         stages.append(lambda: refine_cells(rows))
     for stage in stages:
         for overrides in stage():

@@ -143,3 +143,24 @@ def test_seed_spread_seed_s_scores_exactly_what_maskgit_evaluate_seed_s_scores(t
     assert (tmp_path / "spread.png").is_file() and "| fashion-mnist | 2 |" in (tmp_path / "spread.md").read_text()
     with pytest.raises(FileExistsError):  # an existing result is never overwritten without --overwrite
         main(args)
+
+
+def test_local_select_varies_only_the_guidance_of_the_defaults_and_keeps_the_rule():
+    import sys
+    from pathlib import Path
+
+    from maskgit.config import SamplingConfig
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from sampling_studies import local_cells, select_settings
+
+    defaults = SamplingConfig(steps=8, temperature=1.2, guidance_scale=6.0, guidance_schedule="linear")
+    found = local_cells(defaults)
+    assert [c["guidance_scale"] for c in found] == [4.0, 6.0, 8.0]
+    assert all({k: v for k, v in c.items() if k != "guidance_scale"} == {
+        "steps": 8, "guidance_schedule": "linear", "choice_temperature": 4.5, "temperature": 1.2} for c in found)
+    assert [c["guidance_scale"] for c in local_cells(SamplingConfig(guidance_scale=1.0))] == [1.0, 3.0]
+    rows = [{**c, "frechet_distance": fd, "precision": 0.8, "recall": 0.8, "class_agreement": agr,
+             "min_class_agreement": low} for c, fd, agr, low in zip(found, (4.0, 5.0, 6.0), (0.95, 0.96, 0.97),
+                                                                      (0.78, 0.82, 0.85))]
+    assert select_settings(rows)["settings"]["guidance_scale"] == 6.0  # w=4 misses the class bar

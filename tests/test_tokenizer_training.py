@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from maskgit.config import TokenizerTrainingConfig, from_dict
+from maskgit.config import TokenizerTrainingConfig, TransformerConfig, from_dict
 from maskgit.training.checkpoint import latest_checkpoint, load_training_state
 from maskgit.training.tokenizer import lr_factor, train_tokenizer
 from maskgit.vq import VQGAN, CodeUsage, load_tokenizer
@@ -195,3 +195,65 @@ def test_two_processes_with_accelerate_launch(tmp_path):
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
     assert latest_checkpoint(out / "checkpoints").name == "step_00000002"
     assert (out / "final" / "tokenizer.safetensors").is_file()
+
+
+def test_decoder_fine_tuning_keeps_the_codes_and_fits_the_models_transformer(tmp_path):
+    from maskgit import MaskGIT
+    from maskgit.config import ModelConfig
+
+    size = 16  # PatchGAN needs room for its 4x4 kernels
+    tokenizer = {**json.loads(SMOKE.read_text())["tokenizer"], "image_size": size}
+    base = load_tokenizer(train_tokenizer(smoke_config(max_steps=2, tokenizer=tokenizer), data="digits",
+                                          out=tmp_path / "base", progress=False, resize=True))
+    cfg = smoke_config(max_steps=3, trainable="decoder", restart_dead_codes=False, adversarial_weight=0.1,
+                       disc_start_step=0, tokenizer=tokenizer,
+                       discriminator={"kind": "patchgan", "in_channels": 1, "base_channels": 8, "num_layers": 2})
+    tuned = load_tokenizer(train_tokenizer(cfg, data="digits", out=tmp_path / "ft", progress=False, resize=True,
+                                           init_from=tmp_path / "base" / "final"))
+    before, after = base.state_dict(), tuned.state_dict()
+    for name in before:
+        if name.startswith("decoder."):
+            continue
+        assert torch.equal(before[name], after[name]), f"{name} moved: the codes would change"
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("decoder.")), "nothing trained"
+    images = torch.rand(4, 1, size, size)
+    assert torch.equal(base.encode(images), tuned.encode(images))
+    rows = read_metrics(tmp_path / "ft" / "metrics.csv")
+    assert all(torch.isfinite(torch.tensor(float(r["g_loss"]))) for r in rows)
+
+    # A model trained on the base codes takes the tuned tokenizer; a retrained one is refused.
+    model = MaskGIT.from_config(ModelConfig(tokenizer=base.config, transformer=TransformerConfig(
+        codebook_size=base.config.codebook_size, grid_size=base.config.grid_size, hidden_size=16, num_layers=1,
+        num_heads=2, intermediate_size=32, num_classes=2)))
+    model.tokenizer.load_state_dict(before)
+    swapped = model.with_tokenizer(tuned)
+    assert swapped.transformer is model.transformer
+    assert torch.equal(swapped.tokenizer.decoder.conv_out.weight, tuned.decoder.conv_out.weight)
+    full = train_tokenizer(smoke_config(max_steps=2, tokenizer=tokenizer, codebook_init="none"), data="digits",
+                           out=tmp_path / "full", progress=False, resize=True, init_from=tmp_path / "base" / "final")
+    with pytest.raises(ValueError, match="encoder.*would mean other things"):
+        model.with_tokenizer(load_tokenizer(full))
+
+
+def test_decoder_fine_tuning_needs_a_fixed_codebook_and_a_starting_tokenizer(tmp_path):
+    with pytest.raises(ValueError, match="set restart_dead_codes to false"):
+        smoke_config(trainable="decoder")
+    with pytest.raises(ValueError, match="pass --init-from"):
+        train_tokenizer(smoke_config(trainable="decoder", restart_dead_codes=False), data="digits",
+                        out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    train_tokenizer(smoke_config(max_steps=1), data="digits", out=tmp_path / "base", progress=False)
+    other = {**json.loads(SMOKE.read_text())["tokenizer"], "embed_dim": 4}
+    with pytest.raises(ValueError, match="embed_dim: 8 there, 4 here"):
+        train_tokenizer(smoke_config(tokenizer=other), data="digits", out=tmp_path / "run", progress=False,
+                        init_from=tmp_path / "base" / "final")
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        train_tokenizer(smoke_config(), data="digits", out=tmp_path / "run", progress=False,
+                        init_from=tmp_path / "nowhere")
+    # A resumed run must start from the same weights.
+    train_tokenizer(smoke_config(max_steps=2), data="digits", out=tmp_path / "run", progress=False,
+                    max_steps=1, init_from=tmp_path / "base" / "final")
+    train_tokenizer(smoke_config(max_steps=1, seed=1), data="digits", out=tmp_path / "base2", progress=False)
+    with pytest.raises(ValueError, match="new --out"):
+        train_tokenizer(smoke_config(max_steps=2), data="digits", out=tmp_path / "run", progress=False,
+                        init_from=tmp_path / "base2" / "final")

@@ -382,6 +382,11 @@ def add_train_tokenizer_parser(sub) -> None:
                                    "processes.")
     add_training_args(p, "TokenizerTrainingConfig",
                       "run directory (checkpoints/, samples/, metrics.csv, final/ = the tokenizer for `maskgit train`)")
+    p.add_argument("--init-from", default=None, metavar="TOKENIZER",
+                   help="start from this trained tokenizer (a final/ or save_pretrained folder, or a bundled model "
+                        "name; same network as the config's) instead of random weights and a k-means codebook. "
+                        "With the config's trainable: decoder only the decoder is trained: the codes stay the same, "
+                        "so a transformer trained on them fits the result (see MaskGIT.with_tokenizer)")
     p.set_defaults(func=run_train_tokenizer)
 
 
@@ -399,7 +404,7 @@ def run_train_tokenizer(args: argparse.Namespace) -> None:
         raise ValueError(f"config {args.config}: {err}" if args.config else str(err)) from None
     _print_notes(notes)
     train_tokenizer(cfg, data=args.data, out=args.out, data_root=args.data_root, resize=args.resize,
-                    progress=not args.no_progress)  # prints where the tokenizer went (main process only)
+                    progress=not args.no_progress, init_from=args.init_from)  # prints where the tokenizer went (main process only)
 
 
 def add_eval_tokenizer_parser(sub) -> None:

@@ -271,6 +271,9 @@ class TokenizerTrainingConfig:
     restart_every: int = 50
     restart_until: float = 0.8  # fraction of max_steps after which codes stay put
     usage_decay: float = 0.99
+    # what is trained: "all", or "decoder" to fine-tune a trained tokenizer's decoder (train-tokenizer --init-from)
+    # with its encoder and codebook frozen, so its codes, and any transformer trained on them, stay valid
+    trainable: str = "all"
     # data and bookkeeping
     hflip: bool = False
     crop_pad: int = 0  # random crops of reflect-padded images (translations by up to crop_pad pixels)
@@ -286,7 +289,7 @@ class TokenizerTrainingConfig:
     def __post_init__(self):
         choices = {"disc_loss": ("hinge", "non-saturating"), "gen_loss": ("hinge", "non-saturating"),
                    "entropy_loss_type": ("softmax", "argmax"), "codebook_init": ("kmeans", "sample", "none"),
-                   "mixed_precision": ("no", "bf16", "auto")}
+                   "mixed_precision": ("no", "bf16", "auto"), "trainable": ("all", "decoder")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -302,6 +305,8 @@ class TokenizerTrainingConfig:
                                 "betas[1]", "disc_betas[0]", "disc_betas[1]"))
         if self.codebook_init != "none" and self.init_batches < 1:
             raise ValueError(f"codebook_init {self.codebook_init!r} needs init_batches >= 1, got {self.init_batches}")
+        if self.trainable == "decoder" and self.restart_dead_codes:
+            raise ValueError("trainable 'decoder' keeps the codebook fixed: set restart_dead_codes to false")
 
 
 def __getattr__(name):

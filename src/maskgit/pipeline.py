@@ -101,6 +101,29 @@ class MaskGIT(nn.Module):
         """A randomly initialised model."""
         return cls(VQGAN(config.tokenizer), MaskGITTransformer(config.transformer), config.sampling, config.class_names)
 
+    def with_tokenizer(self, tokenizer: VQGAN) -> "MaskGIT":
+        """This model with another tokenizer that makes the same codes: one whose decoder alone was fine-tuned
+        (`train-tokenizer --init-from` with `trainable: decoder`). The transformer, sampling defaults and class
+        names are kept.
+
+        Raises:
+            ValueError: the tokenizer's network, encoder or codebook differ from this model's (its codes would
+                mean other things to the transformer).
+        """
+        if tokenizer.config != self.tokenizer.config:
+            raise ValueError(f"the tokenizer's config differs from the model's ({tokenizer.config} vs "
+                             f"{self.tokenizer.config}); only a decoder fine-tuned from this model's tokenizer fits")
+        ours = self.tokenizer.state_dict()
+        for name, value in tokenizer.state_dict().items():
+            if not name.startswith("decoder.") and not torch.equal(value.to(ours[name]), ours[name]):
+                raise ValueError(f"the tokenizer's {name} differs from the model's: its codes would mean other "
+                                 f"things to the transformer; only a decoder fine-tuned from this model's tokenizer "
+                                 f"(trainable: decoder) fits")
+        model = type(self)(copy.deepcopy(tokenizer).to(self.device).train(self.tokenizer.training),
+                           self.transformer, self.sampling, self.class_names)  # the transformer is shared
+        model.default_dtype = self.default_dtype
+        return model
+
     @property
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device

@@ -18,12 +18,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
-from ..config import TokenizerTrainingConfig, to_dict
+from ..config import TokenizerConfig, TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
 from ..data_fit import check_fit, describe_data
 from ..evaluation.reconstruction import save_comparison
 from ..outputs import check_output_dir
-from ..vq import VQGAN, CodeUsage, save_tokenizer
+from ..vq import VQGAN, CodeUsage, load_tokenizer, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
 from .accelerator import training_accelerator
@@ -31,6 +31,7 @@ from .checkpoint import check_resume, latest_checkpoint, load_training_state, sa
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
 from .run_config import plan_text
+from .token_cache import module_fingerprint
 
 
 def lr_factor(step: int, cfg: TokenizerTrainingConfig) -> float:
@@ -120,8 +121,42 @@ def initialise_codebook(model: VQGAN, batches: Batches, cfg: TokenizerTrainingCo
     model.quantizer.init_codebook(vectors, cfg.codebook_init, cfg.kmeans_iters, generator=g)
 
 
+def initial_tokenizer(init_from: str | Path, config: TokenizerConfig) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights a run starts from and their fingerprint (saved with every checkpoint).
+
+    Args:
+        init_from: a tokenizer directory (train-tokenizer's final/, a save_pretrained folder) or a bundled
+            model name; its weights are the starting point, as float32.
+    Raises:
+        FileNotFoundError: `init_from` is neither.
+        ValueError: its network differs from the config's.
+    """
+    from ..pipeline import PRETRAINED_DIR, bundled_models
+
+    directory = Path(init_from)
+    if not (directory / "tokenizer.json").is_file() and str(init_from) in bundled_models():
+        directory = PRETRAINED_DIR / str(init_from)
+    source = load_tokenizer(directory)
+    have, want = to_dict(source.config), to_dict(config)
+    if have != want:
+        diffs = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here" for k in sorted(want)
+                          if have.get(k) != want.get(k))
+        raise ValueError(f"--init-from {init_from}: its tokenizer differs from the config's ({diffs}); set the "
+                         f"config's tokenizer section to its tokenizer.json")
+    return {k: v.float() for k, v in source.state_dict().items()}, module_fingerprint(source)
+
+
+def set_train_mode(model: VQGAN, cfg: TokenizerTrainingConfig) -> None:
+    """Training mode for what is trained; a frozen encoder and quantizer stay in eval mode (no EMA updates)."""
+    model.train()
+    if cfg.trainable == "decoder":
+        model.encoder.eval()
+        model.quantizer.eval()
+
+
 def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path, data_root: str | None = None,
-                    max_steps: int | None = None, progress: bool = True, resize: bool = False) -> Path:
+                    max_steps: int | None = None, progress: bool = True, resize: bool = False,
+                    init_from: str | Path | None = None) -> Path:
     """Train (or resume) a VQGAN tokenizer; returns `out/final` (tokenizer.safetensors + tokenizer.json).
 
     Args:
@@ -131,13 +166,20 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
         max_steps: stop early at this step (smoke tests); the LR schedule still uses cfg.max_steps (to change the
             run length, rescale the config with `maskgit.training.run_config.rescale_length`).
         resize: allow data of another image size than the tokenizer's (resized); without it such data is refused.
+        init_from: start from this trained tokenizer (see `initial_tokenizer`) instead of random weights and a
+            k-means codebook; required by `cfg.trainable == "decoder"` (decoder fine-tuning: the codes stay the
+            same, so a transformer trained on them fits the result).
 
     Raises:
-        ValueError: max_steps < 1, data the tokenizer does not fit (colour for 1 channel, another size without
+        ValueError: max_steps < 1, trainable 'decoder' without `init_from`, an `init_from` tokenizer of another
+            network, data the tokenizer does not fit (colour for 1 channel, another size without
             `resize`; see `maskgit.data_fit.check_fit`), or an `out` holding a run started with other settings or
             data (see `check_resume`), before any training step.
     """
     stop = stop_step(cfg.max_steps, max_steps)
+    if cfg.trainable == "decoder" and init_from is None:
+        raise ValueError("trainable 'decoder' fine-tunes a trained tokenizer's decoder: pass --init-from (its "
+                         "directory, or a bundled model name)")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out = check_output_dir(out)  # a file or read-only place in the way fails before any work
@@ -153,12 +195,21 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     val = build_dataset(data, "val", tcfg.image_size, root=data_root, channels=tcfg.in_channels)
     val_images = torch.stack([val[i][0] for i in range(min(32, len(val)))]).to(device)
     identity = {"data": dataset_fingerprint(dataset)}  # a resumed run must see the same training images
+    init_state = None  # and start from the same weights
+    if init_from is not None:
+        init_state, identity["init"] = initial_tokenizer(init_from, tcfg)
     accelerator.print(plan_text(cfg, len(dataset), stop))
     if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
         check_resume(ckpt, cfg, identity=identity)
 
     torch.manual_seed(cfg.seed)
-    model = VQGAN(tcfg).to(device)
+    model = VQGAN(tcfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    if cfg.trainable == "decoder":  # the codes stay those of `init_from`
+        model.encoder.requires_grad_(False)
+        model.quantizer.requires_grad_(False)
+    model = model.to(device)
     usage = CodeUsage(tcfg.codebook_size, cfg.usage_decay).to(device)
     modules = {"tokenizer": model, "usage": usage}
     opt_g = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas,
@@ -186,7 +237,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
             accelerator.print(f"the run is already at step {step} (>= {stop}): nothing to train; final/ is written "
                               f"from this checkpoint")
     batches = Batches(dataset, cfg, step * cfg.grad_accum_steps, rank, world, device)
-    if step == 0 and cfg.codebook_init != "none":
+    if step == 0 and cfg.codebook_init != "none" and init_state is None:
         initialise_codebook(model, batches, cfg, accelerator, len(dataset))
         batches = Batches(dataset, cfg, 0, rank, world, device)  # training starts from the first batch again
     if accelerator.is_main_process:
@@ -202,7 +253,7 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
             for group in opt.param_groups:
                 group["lr"] = base * lr_factor(step, cfg)
         use_gan = disc is not None and step >= cfg.disc_start_step
-        model.train()
+        set_train_mode(model, cfg)
         micro_batches, terms = [], {}
         for _ in range(cfg.grad_accum_steps):
             images = batches.next()
