@@ -403,8 +403,9 @@ def run_train_tokenizer(args: argparse.Namespace) -> None:
     except (TypeError, ValueError) as err:
         raise ValueError(f"config {args.config}: {err}" if args.config else str(err)) from None
     _print_notes(notes)
+    # prints where the tokenizer went (main process only)
     train_tokenizer(cfg, data=args.data, out=args.out, data_root=args.data_root, resize=args.resize,
-                    progress=not args.no_progress, init_from=args.init_from)  # prints where the tokenizer went (main process only)
+                    progress=not args.no_progress, init_from=args.init_from)
 
 
 def add_eval_tokenizer_parser(sub) -> None:
