@@ -50,14 +50,17 @@ PY
 
 # 6. Model v4 (shipped): v3's transformer with a sharper decoder. The tokenizer's decoder alone is fine-tuned
 #    against a PatchGAN (adaptive adversarial weight, hinge losses) on the train split, its encoder and codebook
-#    frozen, so the codes, and the transformer trained on them, stay valid. Guidance is re-checked on the
-#    validation split (select --local: v3's defaults with guidance w - 2, w, w + 2, same rule), then the bundle.
+#    frozen, so the codes, and the transformer trained on them, stay valid. Of its checkpoints (every 250 steps) the
+#    one whose reconstructions of 1,000 train images lie nearest the validation images is kept; guidance is then
+#    re-checked on the validation split (select --local: v3's defaults with guidance w - 2, w, w + 2, same rule).
 OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 -m maskgit.cli train-tokenizer \
   --config configs/tokenizer-fashion-mnist-decoder-ft.json --init-from "$RUNS/transformer-fmnist-v1-bundle" \
   --data fashion-mnist --out "$RUNS/tokenizer-fmnist-decoder-ft"
-maskgit eval-tokenizer --tokenizer "$RUNS/tokenizer-fmnist-decoder-ft/final" --data fashion-mnist --split test \
+python benchmarks/tokenizer_checkpoints.py --run "$RUNS/tokenizer-fmnist-decoder-ft" \
+  --export "$RUNS/tokenizer-fmnist-decoder-ft/best-val" --out benchmarks/results/fmnist-v4/decoder-checkpoints --overwrite
+maskgit eval-tokenizer --tokenizer "$RUNS/tokenizer-fmnist-decoder-ft/best-val" --data fashion-mnist --split test \
   --out "$RESULTS/tokenizer-fashion-mnist-decoder-ft.json" --overwrite
-python - "$RUNS/transformer-fmnist-v3-bundle" "$RUNS/tokenizer-fmnist-decoder-ft/final" "$RUNS/fmnist-v4-candidate" <<'PY'
+python - "$RUNS/transformer-fmnist-v3-bundle" "$RUNS/tokenizer-fmnist-decoder-ft/best-val" "$RUNS/fmnist-v4-candidate" <<'PY'
 import sys, torch, maskgit
 from maskgit.vq import load_tokenizer
 pipe = maskgit.MaskGIT.from_pretrained(sys.argv[1]).with_tokenizer(load_tokenizer(sys.argv[2]))

@@ -218,6 +218,12 @@ def test_decoder_fine_tuning_keeps_the_codes_and_fits_the_models_transformer(tmp
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("decoder.")), "nothing trained"
     images = torch.rand(4, 1, size, size)
     assert torch.equal(base.encode(images), tuned.encode(images))
+    from maskgit.training.tokenizer import tokenizer_from_checkpoint
+
+    last = tokenizer_from_checkpoint(latest_checkpoint(tmp_path / "ft" / "checkpoints"))
+    assert all(torch.equal(v, after[k]) for k, v in last.state_dict().items())  # the last checkpoint = final/
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        tokenizer_from_checkpoint(tmp_path / "ft")
     rows = read_metrics(tmp_path / "ft" / "metrics.csv")
     assert all(torch.isfinite(torch.tensor(float(r["g_loss"]))) for r in rows)
 

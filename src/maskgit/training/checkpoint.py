@@ -142,7 +142,8 @@ def save_training_state(directory: str | os.PathLike, step: int, *, modules: dic
     return final
 
 
-def _complete_checkpoints(directory: Path) -> list[Path]:
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """The complete checkpoints under `directory`, oldest first."""
     return sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).is_file())
 
 
@@ -159,7 +160,7 @@ def _discard(path: Path) -> None:
 
 
 def _prune(directory: Path, keep: int) -> None:
-    for old in _complete_checkpoints(directory)[:-keep] if keep > 0 else []:
+    for old in complete_checkpoints(directory)[:-keep] if keep > 0 else []:
         _discard(old)
     for stale in directory.glob(".step_*"):  # temporaries and discards of writes that were killed
         shutil.rmtree(stale, ignore_errors=True)
@@ -173,7 +174,7 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
         target = directory / pointer.read_text().strip()
         if (target / STATE_FILE).is_file():
             return target
-    found = _complete_checkpoints(directory) if directory.is_dir() else []
+    found = complete_checkpoints(directory) if directory.is_dir() else []
     return found[-1] if found else None
 
 

@@ -314,6 +314,21 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     return final
 
 
+def tokenizer_from_checkpoint(checkpoint: str | Path) -> VQGAN:
+    """The tokenizer of a train-tokenizer checkpoint (`out/checkpoints/step_XXXXXXXX`), in eval mode, e.g. to
+    score every checkpoint of a run on held-out images and keep the best (`save_tokenizer` writes it out)."""
+    from ..config import from_dict
+    from ..weights import load_weights
+    from .checkpoint import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(checkpoint)
+    if not meta.get("config") or "tokenizer" not in meta.get("modules", ()):
+        raise ValueError(f"{checkpoint} is not a train-tokenizer checkpoint (no tokenizer module and config)")
+    model = VQGAN(from_dict(TokenizerTrainingConfig, meta["config"]).tokenizer)
+    load_weights(model, Path(checkpoint) / "tokenizer.safetensors")
+    return model.eval()
+
+
 @torch.no_grad()
 def save_reconstruction_grid(model: VQGAN, images: torch.Tensor, path: Path) -> None:
     """Originals above their reconstructions through the codes (eval mode)."""
