@@ -79,8 +79,8 @@ PY
 maskgit evaluate --model fashion-mnist --num-per-class 100 --out "$RESULTS/generation-fashion-mnist.json" --overwrite
 for seed in 1 2; do maskgit evaluate --model fashion-mnist --num-per-class 100 --seed "$seed" \
   --out "$RESULTS/generation-fashion-mnist-seed$seed.json" --overwrite; done
-maskgit evaluate --model fashion-mnist --num-per-class 100 --dtype float32 \
-  --out "$RESULTS/generation-fashion-mnist-float32.json" --overwrite
+python benchmarks/fashion_mnist_seed_spread.py --model fashion-mnist --labels v4 --seeds 10 \
+  --out benchmarks/results/fmnist-v4/seed-spread --overwrite
 # Tokenizer floor vs samples, before (v1, committed) and after.
 python benchmarks/fashion_mnist_decomposition.py --before benchmarks/results/decomposition-v1.json \
   --out benchmarks/results/decomposition-v4 --overwrite
