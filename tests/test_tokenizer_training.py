@@ -263,3 +263,14 @@ def test_decoder_fine_tuning_needs_a_fixed_codebook_and_a_starting_tokenizer(tmp
     with pytest.raises(ValueError, match="new --out"):
         train_tokenizer(smoke_config(max_steps=2), data="digits", out=tmp_path / "run", progress=False,
                         init_from=tmp_path / "base2" / "final")
+
+
+def test_init_from_takes_a_bundled_model_name():
+    from maskgit import MaskGIT
+    from maskgit.training.tokenizer import initial_tokenizer
+
+    bundled = MaskGIT.from_pretrained("fashion-mnist").tokenizer
+    state, fingerprint = initial_tokenizer("fashion-mnist", bundled.config)
+    assert all(torch.equal(state[k], v) for k, v in bundled.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        initial_tokenizer("no-such-model", bundled.config)

@@ -77,6 +77,15 @@ def bundled_models() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
 
+def bundled_or_path(name_or_path: str | Path, file_name: str) -> Path:
+    """`name_or_path` as a directory: itself when it holds `file_name`, else the bundled model of that name if
+    there is one, else itself (the caller reports what is missing)."""
+    directory = Path(name_or_path)
+    if not (directory / file_name).is_file() and str(name_or_path) in bundled_models():
+        return PRETRAINED_DIR / str(name_or_path)
+    return directory
+
+
 class MaskGIT(nn.Module):
     """Tokenizer + transformer, with sampling defaults and class names."""
 
@@ -151,15 +160,12 @@ class MaskGIT(nn.Module):
         """
         device = resolve_device(device)
         resolve_dtype(dtype, device)  # a bad name fails before loading
-        directory = Path(name_or_path)
+        directory = bundled_or_path(name_or_path, CONFIG_NAME)
         if not (directory / CONFIG_NAME).is_file():
-            if str(name_or_path) in bundled_models():
-                directory = PRETRAINED_DIR / str(name_or_path)
-            else:
-                raise FileNotFoundError(
-                    f"{str(name_or_path)!r} is neither a bundled model ({bundled_models() or 'none installed'}) "
-                    f"nor a directory holding {CONFIG_NAME} (as written by MaskGIT.save_pretrained)"
-                )
+            raise FileNotFoundError(
+                f"{str(name_or_path)!r} is neither a bundled model ({bundled_models() or 'none installed'}) "
+                f"nor a directory holding {CONFIG_NAME} (as written by MaskGIT.save_pretrained)"
+            )
         try:
             config = from_dict(ModelConfig, json.loads((directory / CONFIG_NAME).read_text()))
         except (json.JSONDecodeError, TypeError, ValueError) as err:

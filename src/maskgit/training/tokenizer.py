@@ -131,12 +131,9 @@ def initial_tokenizer(init_from: str | Path, config: TokenizerConfig) -> tuple[d
         FileNotFoundError: `init_from` is neither.
         ValueError: its network differs from the config's.
     """
-    from ..pipeline import PRETRAINED_DIR, bundled_models
+    from ..pipeline import bundled_or_path
 
-    directory = Path(init_from)
-    if not (directory / "tokenizer.json").is_file() and str(init_from) in bundled_models():
-        directory = PRETRAINED_DIR / str(init_from)
-    source = load_tokenizer(directory)
+    source = load_tokenizer(bundled_or_path(init_from, "tokenizer.json"))
     have, want = to_dict(source.config), to_dict(config)
     if have != want:
         diffs = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here" for k in sorted(want)
