@@ -3,10 +3,15 @@
 Post-LayerNorm blocks (epsilon 1e-12), tanh-GELU, learned absolute positions, and an MLM head
 whose output projection is tied to the word embedding. Submodule names follow the official
 Flax modules (Embed_0, TransformerLayer_i, MlmLayer_0) so that official weights map one to one.
-The network returns logits only; masking, loss and sampling live elsewhere.
+The network returns logits only; masking, loss and sampling live elsewhere. `hidden` also runs a subset
+of positions against keys/values supplied by a callback (the KV-cached autoregressive baseline and cached
+decoding passes); `maskgit.fastpath.inference_copy` sets the reduced-precision kernels (fused q/k/v, the
+attention implementation, the GELU) on a copy of the network.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -14,9 +19,27 @@ import torch.nn.functional as F
 
 from .config import TransformerConfig
 
+# (layer index, keys, values of the rows being computed) -> keys, values to attend to; see `MaskGITTransformer.hidden`
+KeysValues = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+ATTENTION_KERNELS = ("sdpa", "matmul")
 
-def _gelu(x: torch.Tensor) -> torch.Tensor:
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")  # JAX's default GELU
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str = "sdpa", *, causal: bool = False,
+              dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v over (B, heads, L, head_dim) tensors.
+
+    `sdpa` is PyTorch's fused kernel (the flash kernel on CPU); `matmul` two batched matmuls around a softmax,
+    which on CPUs with native bf16 beats the flash kernel at short sequences and small head dims (chosen by
+    measurement in `maskgit.fastpath`). Both compute the softmax statistics in float32.
+    """
+    if kernel == "sdpa" or causal or dropout_p:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, heads, Lq, Lk)
+    return scores.softmax(-1) @ v
 
 
 class Embed(nn.Module):
@@ -29,9 +52,11 @@ class Embed(nn.Module):
         self.embeddings_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        positions = self.position_embeddings.weight[: ids.shape[1]]
-        return self.dropout(self.embeddings_ln(self.word_embeddings(ids) + positions))
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor | int | None = None) -> torch.Tensor:
+        """(B, M) ids at `positions` ((B, M) indices, one index, or None: 0 .. M-1) -> (B, M, D)."""
+        pos = self.position_embeddings.weight[: ids.shape[1]] if positions is None else \
+            self.position_embeddings.weight[positions]
+        return self.dropout(self.embeddings_ln(self.word_embeddings(ids) + pos))
 
 
 class Attention(nn.Module):
@@ -46,12 +71,26 @@ class Attention(nn.Module):
         self.causal = config.causal  # the autoregressive baseline: position i attends to positions <= i
         self.dropout_p = config.dropout
         self.dropout = nn.Dropout(config.dropout)
+        self.fused_qkv: tuple[torch.Tensor, torch.Tensor] | None = None  # (3D, D) weight, (3D,) bias: one matmul
+        self.kernel = "sdpa"  # see `attention`
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, D) -> queries, keys, values, each (B, heads, L, head_dim)."""
         b, n, d = x.shape
-        heads = [proj(x).view(b, n, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value)]
+        if self.fused_qkv is not None:
+            return F.linear(x, *self.fused_qkv).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        return tuple(proj(x).view(b, n, self.num_heads, -1).transpose(1, 2)
+                     for proj in (self.query, self.key, self.value))
+
+    def forward(self, x: torch.Tensor, keys_values: Callable | None = None) -> torch.Tensor:
+        """`keys_values(k, v) -> (k, v)` swaps in the keys and values to attend to (cached passes)."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(x)
+        if keys_values is not None:
+            k, v = keys_values(k, v)
         p = self.dropout_p if self.training else 0.0
-        y = F.scaled_dot_product_attention(*heads, dropout_p=p, is_causal=self.causal)  # (B, heads, N, head_dim)
+        # (B, heads, N, head_dim); a subset of queries over supplied keys needs no causal mask (see `hidden`)
+        y = attention(q, k, v, self.kernel, causal=self.causal and keys_values is None, dropout_p=p)
         y = self.out(y.transpose(1, 2).reshape(b, n, d))
         return self.attention_output_ln(x + self.dropout(y))
 
@@ -65,9 +104,10 @@ class Mlp(nn.Module):
         self.layer_output = nn.Linear(config.intermediate_size, config.hidden_size)
         self.layer_output_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
+        self.activation: Callable[[torch.Tensor], torch.Tensor] = gelu  # a faster form of the same GELU may be set
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.layer_output(_gelu(self.intermediate_output(x)))
+        y = self.layer_output(self.activation(self.intermediate_output(x)))
         return self.layer_output_ln(x + self.dropout(y))
 
 
@@ -79,8 +119,8 @@ class TransformerLayer(nn.Module):
         self.Attention_0 = Attention(config)
         self.Mlp_0 = Mlp(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.Mlp_0(self.Attention_0(x))
+    def forward(self, x: torch.Tensor, keys_values: Callable | None = None) -> torch.Tensor:
+        return self.Mlp_0(self.Attention_0(x, keys_values))
 
 
 class MlmLayer(nn.Module):
@@ -91,9 +131,10 @@ class MlmLayer(nn.Module):
         self.mlm_dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.mlm_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.activation: Callable[[torch.Tensor], torch.Tensor] = gelu
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor, num_outputs: int) -> torch.Tensor:
-        h = self.mlm_ln(_gelu(self.mlm_dense(x)))
+        h = self.mlm_ln(self.activation(self.mlm_dense(x)))
         # Only the first num_outputs rows (the codebook) can be sampled; skip the rest.
         return F.linear(h, embedding[:num_outputs], self.mlm_bias[:num_outputs])
 
@@ -134,6 +175,18 @@ class MaskGITTransformer(nn.Module):
             With `rows`: (M, codebook_size) logits at the M selected positions, in row-major order.
         """
         cfg = self.config
+        ids = self.input_ids(tokens, labels)
+        x = self.hidden(ids)[:, ids.shape[1] - cfg.num_tokens :]  # (B, N, D): the image tokens (causal: all)
+        if rows is not None:
+            if rows.shape != tokens.shape or rows.dtype != torch.bool:
+                raise ValueError(f"rows must be a {tuple(tokens.shape)} bool tensor, got {tuple(rows.shape)} "
+                                 f"{rows.dtype}")
+            x = x[rows]  # (M, D)
+        return self.logits(x)
+
+    def input_ids(self, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(B, N) tokens (+ labels) -> (B, L) input ids: [class token] + tokens (causal: shifted right)."""
+        cfg = self.config
         if tokens.shape[1] != cfg.num_tokens:
             raise ValueError(f"expected {cfg.num_tokens} tokens per sample, got {tokens.shape[1]}")
         if cfg.num_classes > 0:
@@ -145,13 +198,22 @@ class MaskGITTransformer(nn.Module):
         if cfg.causal:  # next-token prediction: drop the last token, start from the class (or mask) token
             ids = ids[:, :-1] if cfg.num_classes > 0 else torch.cat([torch.full_like(ids[:, :1], cfg.mask_id),
                                                                     ids[:, :-1]], dim=1)
-        x = self.Embed_0(ids)  # (B, L, D)
-        for layer in self.layers:
-            x = layer(x)
-        x = x[:, ids.shape[1] - cfg.num_tokens :]  # the image tokens (causal: L = N, all of them)
-        if rows is not None:
-            if rows.shape != tokens.shape or rows.dtype != torch.bool:
-                raise ValueError(f"rows must be a {tuple(tokens.shape)} bool tensor, got {tuple(rows.shape)} "
-                                 f"{rows.dtype}")
-            x = x[rows]  # (M, D)
-        return self.MlmLayer_0(x, self.Embed_0.word_embeddings.weight, cfg.codebook_size)
+        return ids
+
+    def hidden(self, ids: torch.Tensor, positions: torch.Tensor | int | None = None,
+               keys_values: KeysValues | None = None) -> torch.Tensor:
+        """Final hidden states of input `ids` (B, M) at `positions` (None: the whole sequence 0 .. M-1).
+
+        With `keys_values`, layer i attends to the keys/values `keys_values(i, k, v)` returns for the fresh
+        (B, heads, M, head_dim) keys and values of these rows: the rest of the sequence comes from a cache.
+        Returns:
+            (B, M, D).
+        """
+        x = self.Embed_0(ids, positions)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, None if keys_values is None else lambda k, v, i=i: keys_values(i, k, v))
+        return x
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) final hidden states -> (..., codebook_size) logits (the tied MLM head)."""
+        return self.MlmLayer_0(x, self.Embed_0.word_embeddings.weight, self.config.codebook_size)

@@ -13,7 +13,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..decoding import GeneratorArg, gumbel_noise
 from ..transformer import MaskGITTransformer
@@ -34,11 +33,8 @@ def start_ids(model: MaskGITTransformer, labels: torch.Tensor | None, batch: int
 
 def prefix_logits(model: MaskGITTransformer, ids: torch.Tensor) -> torch.Tensor:
     """Naive step: (B, L) input ids [start, t0 .. t_{L-2}] -> (B, K) logits for token L-1 (whole prefix rerun)."""
-    x = model.Embed_0(ids)  # (B, L, D); the causal attention masks future positions
-    for layer in model.layers:
-        x = layer(x)
-    # Only the last position is sampled: the head runs on it alone.
-    return model.MlmLayer_0(x[:, -1], model.Embed_0.word_embeddings.weight, model.config.codebook_size)
+    x = model.hidden(ids)  # (B, L, D); the causal attention masks future positions
+    return model.logits(x[:, -1])  # only the last position is sampled: the head runs on it alone
 
 
 def cached_logits(model: MaskGITTransformer, ids: torch.Tensor, pos: int, cache: list) -> torch.Tensor:
@@ -46,22 +42,16 @@ def cached_logits(model: MaskGITTransformer, ids: torch.Tensor, pos: int, cache:
 
     `cache` holds one (keys, values) pair of (B, heads, L, head_dim) buffers per layer, allocated on first use.
     """
-    emb = model.Embed_0
-    x = emb.dropout(emb.embeddings_ln(emb.word_embeddings(ids) + emb.position_embeddings.weight[pos]))  # (B, 1, D)
-    b, _, d = x.shape
-    for i, layer in enumerate(model.layers):
-        att = layer.Attention_0
-        q, k, v = (proj(x).view(b, 1, att.num_heads, -1).transpose(1, 2) for proj in (att.query, att.key, att.value))
-        if len(cache) <= i:  # buffers for the whole sequence, in the dtype autocast gives k and v
-            shape = (b, att.num_heads, model.config.seq_len, k.shape[-1])
+    def keys_values(i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(cache) <= i:  # buffers for the whole sequence, in the dtype the network computes k and v in
+            shape = (*k.shape[:2], model.config.seq_len, k.shape[-1])
             cache.append((k.new_empty(shape), v.new_empty(shape)))
         keys, values = cache[i]
         keys[:, :, pos], values[:, :, pos] = k[:, :, 0], v[:, :, 0]
-        # One query over every cached position <= pos: no mask needed.
-        y = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1])  # (B, heads, 1, hd)
-        x = att.attention_output_ln(x + att.dropout(att.out(y.transpose(1, 2).reshape(b, 1, d))))
-        x = layer.Mlp_0(x)  # per token
-    return model.MlmLayer_0(x[:, 0], emb.word_embeddings.weight, model.config.codebook_size)
+        return keys[:, :, : pos + 1], values[:, :, : pos + 1]  # one query over every position <= pos: no mask
+
+    x = model.hidden(ids, pos, keys_values)  # (B, 1, D): the MLP and LayerNorms are per token
+    return model.logits(x[:, 0])
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: GeneratorArg) -> torch.Tensor:
