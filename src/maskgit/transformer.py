@@ -71,14 +71,14 @@ class Attention(nn.Module):
         self.causal = config.causal  # the autoregressive baseline: position i attends to positions <= i
         self.dropout_p = config.dropout
         self.dropout = nn.Dropout(config.dropout)
-        self.fused_qkv: tuple[torch.Tensor, torch.Tensor] | None = None  # (3D, D) weight, (3D,) bias: one matmul
+        self.fused_qkv: nn.Module | None = None  # D -> 3D: q, k and v in one matmul (set on inference copies)
         self.kernel = "sdpa"  # see `attention`
 
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, L, D) -> queries, keys, values, each (B, heads, L, head_dim)."""
         b, n, d = x.shape
         if self.fused_qkv is not None:
-            return F.linear(x, *self.fused_qkv).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+            return self.fused_qkv(x).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         return tuple(proj(x).view(b, n, self.num_heads, -1).transpose(1, 2)
                      for proj in (self.query, self.key, self.value))
 
