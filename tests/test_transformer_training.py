@@ -103,7 +103,7 @@ def test_max_steps_below_one_is_refused_before_anything_runs(tokenizer_dir, tmp_
     ({"transformer": {**json.loads(open(SMOKE).read())["transformer"], "grid_size": 2}},
      "tokenizer makes a 4x4 grid but the transformer expects 2x2"),
     ({"sampling": {"schedule": "bogus"}}, "sampling.schedule: unknown mask schedule 'bogus'"),
-    ({"sampling": {"guidance_schedule": "bogus"}}, "sampling.guidance_schedule: unknown guidance_schedule"),
+    ({"sampling": {"guidance_schedule": "bogus"}}, "guidance_schedule must be one of"),
     ({"mask_schedule": "bogus"}, "mask_schedule: unknown mask schedule 'bogus'"),
     ({"transformer": {**json.loads(open(SMOKE).read())["transformer"], "null_class": False}, "label_dropout": 0.1},
      "needs a null class"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .typed_config import MISSING, check_ranges, config_differences, from_dict, to_dict
 
 __all__ = ["MISSING", "config_differences", "from_dict", "to_dict", "TokenizerConfig", "TransformerConfig",
-           "SamplingConfig", "ModelConfig", "TransformerTrainingConfig", "DiscriminatorConfig",
+           "SamplingConfig", "SamplingPreset", "ModelConfig", "TransformerTrainingConfig", "DiscriminatorConfig",
            "TokenizerTrainingConfig"]
 
 
@@ -120,7 +120,7 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Defaults for iterative parallel decoding (SPEC section 4)."""
+    """Defaults for iterative parallel decoding (SPEC sections 4 and 4b; see `maskgit.decoding.decode`)."""
 
     steps: int = 8
     schedule: str = "cosine"
@@ -128,9 +128,37 @@ class SamplingConfig:
     choice_temperature: float = 4.5
     guidance_scale: float = 0.0
     guidance_schedule: str = "constant"
+    sampler: str = "confidence"  # confidence (official) or halton
+    temperature_end: float | None = None  # softmax temperature runs linearly from `temperature` to this
+    guidance_exponent: float = 2.75  # p of the power-cosine guidance schedule (TiTok 2.75, MaskBit 3)
+    cheap_passes: int = 0  # cached (ReCAP) passes after each full forward pass
 
     def __post_init__(self):
-        check_ranges(self, positive=("steps",), non_negative=("temperature", "choice_temperature"))
+        import math
+
+        from .decoding import GUIDANCE_SCHEDULES, SAMPLERS
+
+        for name in ("temperature", "temperature_end", "choice_temperature", "guidance_scale", "guidance_exponent"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        check_ranges(self, positive=("steps", "guidance_exponent"), non_negative=("temperature", "choice_temperature",
+                                                                               "cheap_passes"))
+        if self.temperature_end is not None:
+            check_ranges(self, positive=("temperature_end",))
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}")
+        if self.guidance_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"guidance_schedule must be one of {list(GUIDANCE_SCHEDULES)}, got "
+                             f"{self.guidance_schedule!r}")
+
+
+@dataclass(frozen=True)
+class SamplingPreset:
+    """A named sampling setting a model ships besides its defaults (`--sampling NAME`), e.g. `fast`."""
+
+    name: str
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
 @dataclass(frozen=True)
@@ -141,6 +169,7 @@ class ModelConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     class_names: tuple[str, ...] = ()
+    sampling_presets: tuple[SamplingPreset, ...] = ()
 
     def __post_init__(self):
         if self.tokenizer.codebook_size != self.transformer.codebook_size:

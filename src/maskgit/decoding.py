@@ -4,6 +4,9 @@
 from each sample's own initial number of unknown tokens, so the same loop serves generation
 (everything unknown) and every editing task (a region unknown). `guided_logits_fn` turns a
 conditional model into such a callable with classifier-free guidance in one batched forward pass.
+Two samplers share the loop (SPEC section 4b): `confidence`, the official one, re-masks the least confident
+sampled tokens; `halton` decides positions in the order of a 2-D Halton sequence over the token grid (Besnier
+et al., ICLR 2025) and samples only those. Guidance and softmax temperature can follow schedules over the steps.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import torch
 
 from .schedules import canonical_schedule, mask_ratio
 
+SAMPLERS = ("confidence", "halton")
+GUIDANCE_SCHEDULES = ("constant", "linear", "power-cosine")
 LogitsFn = Callable[..., torch.Tensor]  # (tokens) -> (B, N, K); with `unknown_rows_only`: (tokens, rows) -> (M, K)
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 
@@ -77,15 +82,55 @@ def _sample_unknown(logits: torch.Tensor, current: torch.Tensor, unknown: torch.
     return sampled, log_conf.masked_fill(~unknown, float("inf"))
 
 
-def _check_args(tokens: torch.Tensor, steps: int, start_iter: int, temperature: float, choice_temperature: float):
+def radical_inverse(index: int, base: int) -> float:
+    """The radical inverse of `index` in `base`: its digits mirrored behind the point (1 -> 1/2, 2 -> 1/4 in base 2)."""
+    value, scale = 0.0, 1.0 / base
+    while index:
+        index, digit = divmod(index, base)
+        value += digit * scale
+        scale /= base
+    return value
+
+
+def halton_order(side: int) -> torch.Tensor:
+    """(side * side,) raster positions of a side x side grid in 2-D Halton order (bases 2 and 3, from index 1).
+
+    Point i is (radical_inverse(i, 2), radical_inverse(i, 3)) scaled by the side and floored to (row, column);
+    each cell is kept at its first occurrence until every cell is listed (SPEC section 4b).
+    """
+    order, seen, index = [], set(), 1
+    while len(order) < side * side:
+        row, col = int(radical_inverse(index, 2) * side), int(radical_inverse(index, 3) * side)
+        if (row, col) not in seen:
+            seen.add((row, col))
+            order.append(row * side + col)
+        index += 1
+    return torch.tensor(order, dtype=torch.long)
+
+
+def temperature_at(step: int, steps: int, temperature: float, temperature_end: float | None) -> float:
+    """Softmax temperature at `step` of `steps`: constant, or linear from `temperature` to `temperature_end`."""
+    if temperature_end is None or steps == 1:
+        return temperature
+    return temperature + (temperature_end - temperature) * step / (steps - 1)
+
+
+def _check_args(tokens: torch.Tensor, steps: int, start_iter: int, temperature: float, choice_temperature: float,
+                temperature_end: float | None = None, sampler: str = "confidence"):
     if tokens.dim() != 2 or tokens.dtype != torch.long:
         raise ValueError(f"tokens must be a (B, N) long tensor, got {tuple(tokens.shape)} {tokens.dtype}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not 0 <= start_iter < steps:
         raise ValueError(f"start_iter must be in [0, steps) = [0, {steps}), got {start_iter}")
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    for name, value in (("temperature", temperature), ("temperature_end", temperature_end)):
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
+    side = math.isqrt(tokens.shape[-1]) if tokens.dim() == 2 else 0
+    if sampler == "halton" and side * side != tokens.shape[-1]:
+        raise ValueError(f"the halton sampler needs a square token grid, got {tokens.shape[-1]} tokens")
     if not math.isfinite(choice_temperature) or choice_temperature < 0:
         raise ValueError(f"choice_temperature must be a finite number >= 0, got {choice_temperature}")
 
@@ -100,65 +145,64 @@ def decode(
     schedule: str = "cosine",
     choice_temperature: float = 4.5,
     temperature: float = 1.0,
+    temperature_end: float | None = None,
+    sampler: str = "confidence",
     start_iter: int = 0,
     generator: GeneratorArg = None,
     return_history: bool = False,
     unknown_rows_only: bool = False,
 ):
-    """Fill the `mask_id` positions of `tokens` by iterative parallel decoding (SPEC section 4).
+    """Fill the `mask_id` positions of `tokens` by iterative parallel decoding (SPEC sections 4 and 4b).
 
     Args:
         logits_fn: maps (B, N) tokens to (B, N, K) logits over the codebook.
         tokens: (B, N) long, codebook ids in [0, K) where known and `mask_id` where unknown.
         steps: T, the total number of iterations of the schedule.
-        schedule: mask schedule gamma (see `maskgit.schedules`).
-        choice_temperature: scale of the Gumbel noise added to log-confidences, annealed by (1 - r).
-        temperature: divides the logits before sampling (1.0 = official).
+        schedule: mask schedule gamma (see `maskgit.schedules`); it sets how many tokens each step decides.
+        choice_temperature: scale of the Gumbel noise added to log-confidences, annealed by (1 - r)
+            (`confidence` sampler only).
+        temperature: divides the logits before sampling (1.0 = official); with `temperature_end`, the
+            temperature at the first step, running linearly to `temperature_end` at the last.
+        sampler: `confidence` (official: sample everywhere, keep the most confident) or `halton` (decide the
+            next positions of a randomly rolled 2-D Halton order over the grid; sample only there).
         start_iter: skip the first iterations (official editing: 12 steps from iteration 2).
         generator: a `torch.Generator` on the tokens' device, or one per sample (row b of every
             random draw then comes from generator b, so a batch equals its samples decoded alone).
         return_history: also return the (B, steps - start_iter, N) tokens after each step.
-        unknown_rows_only: call `logits_fn(tokens, rows)` with `rows` = the (B, N) bool unknown positions and
-            expect (M, K) logits at those M positions only (row-major), so the network skips its output head
-            where nothing is sampled. Same samples as the full call; shapes change every step, so use it where
-            that is cheap (CPU, no torch.compile).
+        unknown_rows_only: call `logits_fn(tokens, rows)` with `rows` = the (B, N) bool positions whose logits
+            are needed (the unknown ones; `halton`: those decided at this step) and expect (M, K) logits at
+            those M positions only (row-major), so the network skips its output head elsewhere. Same samples as
+            the full call; shapes change every step, so use it where that is cheap (CPU, no torch.compile).
     Returns:
         (B, N) long tokens with every position decided; with `return_history`, a tuple
         (tokens, history) where history holds `mask_id` at positions still unknown after each step.
     """
-    _check_args(tokens, steps, start_iter, temperature, choice_temperature)
+    _check_args(tokens, steps, start_iter, temperature, choice_temperature, temperature_end, sampler)
     canonical_schedule(schedule)  # fail before any model call on a bad name
-    batch, num_tokens = tokens.shape
     device = tokens.device
     unknown_at_start = (tokens == mask_id).sum(-1)  # U0, per sample: (B,)
-    current = tokens.clone()
-    history = []
     # r = (t+1)/T for every step, copied to the device once: the loop itself never waits for the host.
     progress = torch.tensor([(t + 1) / steps for t in range(steps)], dtype=torch.float32, device=device)
+    order = _halton_ordinals(tokens == mask_id, generator) if sampler == "halton" else None
+    current = tokens.clone()
+    history = []
     for t in range(start_iter, steps):
         unknown = current == mask_id  # (B, N)
-        logits = (logits_fn(current, unknown) if unknown_rows_only else logits_fn(current)).float()
-        if temperature != 1.0:
-            logits = logits / temperature
-        expected = (int(unknown.sum()),) if unknown_rows_only else (batch, num_tokens)
-        if logits.shape[:-1] != expected:
-            raise ValueError(f"logits_fn returned {tuple(logits.shape)}, expected {(*expected, 'K')}")
-        # categorical sample and its log-probability, (B, N) each
-        sampled, log_conf = (_sample_rows(logits, current, unknown, generator) if unknown_rows_only
-                             else _sample_unknown(logits, current, unknown, generator))
-        if t == steps - 1:
-            current = sampled  # after the last step everything is decided
+        if order is None:
+            current = _confidence_step(logits_fn, current, unknown, unknown_at_start, t, steps, progress[t],
+                                       schedule, choice_temperature, temperature_at(t, steps, temperature,
+                                                                                    temperature_end),
+                                       mask_id, generator, unknown_rows_only)
         else:
-            # Official cumulative rule, in float32: n = floor(U0 * gamma(r)), clamped to [1, unknown - 1].
-            r = (t + 1) / steps
-            # log/exp take each sample's initial unknown count as N, as the official schedule call does.
-            ratio = mask_ratio(progress[t], schedule, unknown_at_start)
-            n = torch.floor(unknown_at_start.float() * ratio).long()
-            n = torch.maximum(torch.ones_like(n), torch.minimum(unknown.sum(-1) - 1, n))
-            noisy = log_conf + choice_temperature * (1.0 - r) * gumbel_noise((batch, num_tokens), generator, device)
-            ranks = noisy.argsort(dim=-1).argsort(dim=-1)  # 0 = least confident
-            remask = (ranks < n.unsqueeze(-1)) & unknown
-            current = sampled.masked_fill(remask, mask_id)
+            # Halton: the first c_t unknown positions of the rolled order are decided by the end of step t,
+            # c_t = max(t + 1, floor(U0 * (1 - gamma(r)))) (the reference's count, over each sample's U0).
+            decided = torch.floor(unknown_at_start.float() * (1 - mask_ratio(progress[t], schedule,
+                                                                             unknown_at_start))).long()
+            decided = torch.minimum(torch.clamp(decided, min=t + 1), unknown_at_start)
+            now = unknown & (order < decided.unsqueeze(-1))  # (B, N): the positions decided at this step
+            logits = _call(logits_fn, current, now, unknown_rows_only)
+            tau = temperature_at(t, steps, temperature, temperature_end)
+            current = _sample(logits / tau if tau != 1.0 else logits, current, now, generator, unknown_rows_only)[0]
         if return_history:
             history.append(current)
     if return_history:
@@ -166,16 +210,70 @@ def decode(
     return current
 
 
-def guidance_scale_at(guidance_scale: float, guidance_schedule: str, progress: torch.Tensor) -> torch.Tensor:
-    """Guidance scale at decoding progress (fraction of tokens decided, per sample).
+def _call(logits_fn: LogitsFn, current: torch.Tensor, rows: torch.Tensor, rows_only: bool) -> torch.Tensor:
+    """Logits from `logits_fn`, float32: (M, K) at `rows` with `rows_only`, else (B, N, K); shapes checked."""
+    logits = (logits_fn(current, rows) if rows_only else logits_fn(current)).float()
+    expected = (int(rows.sum()),) if rows_only else tuple(current.shape)
+    if logits.shape[:-1] != expected:
+        raise ValueError(f"logits_fn returned {tuple(logits.shape)}, expected {(*expected, 'K')}")
+    return logits
 
-    `constant` keeps the scale; `linear` ramps it from 0 (nothing decided) to the full scale.
+
+def _sample(logits: torch.Tensor, current: torch.Tensor, where: torch.Tensor, generator: GeneratorArg,
+            rows_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens sampled at `where` from (M, K) rows or (B, N, K) logits; (sampled, log-confidence) as `_sample_rows`."""
+    if rows_only:
+        return _sample_rows(logits, current, where, generator)
+    return _sample_unknown(logits, current, where, generator)
+
+
+def _confidence_step(logits_fn: LogitsFn, current: torch.Tensor, unknown: torch.Tensor, unknown_at_start: torch.Tensor,
+                     t: int, steps: int, r_t: torch.Tensor, schedule: str, choice_temperature: float, tau: float,
+                     mask_id: int, generator: GeneratorArg, rows_only: bool) -> torch.Tensor:
+    """One step of the official sampler: sample every unknown token, re-mask the n least confident (noisy)."""
+    logits = _call(logits_fn, current, unknown, rows_only)
+    if tau != 1.0:
+        logits = logits / tau
+    sampled, log_conf = _sample(logits, current, unknown, generator, rows_only)  # (B, N) each
+    if t == steps - 1:
+        return sampled  # after the last step everything is decided
+    # Official cumulative rule, in float32: n = floor(U0 * gamma(r)), clamped to [1, unknown - 1].
+    r = (t + 1) / steps
+    # log/exp take each sample's initial unknown count as N, as the official schedule call does.
+    ratio = mask_ratio(r_t, schedule, unknown_at_start)
+    n = torch.floor(unknown_at_start.float() * ratio).long()
+    n = torch.maximum(torch.ones_like(n), torch.minimum(unknown.sum(-1) - 1, n))
+    noisy = log_conf + choice_temperature * (1.0 - r) * gumbel_noise(tuple(current.shape), generator, current.device)
+    ranks = noisy.argsort(dim=-1).argsort(dim=-1)  # 0 = least confident
+    remask = (ranks < n.unsqueeze(-1)) & unknown
+    return sampled.masked_fill(remask, mask_id)
+
+
+def _halton_ordinals(unknown: torch.Tensor, generator: GeneratorArg) -> torch.Tensor:
+    """(B, N) rank of each unknown position in its sample's Halton order, rolled by a random offset; the known
+    positions rank after all unknown ones (they are skipped)."""
+    batch, num_tokens = unknown.shape
+    base_rank = halton_order(math.isqrt(num_tokens)).argsort().to(unknown.device)  # (N,) index of each position
+    shift = (_uniform((batch, 1), generator, unknown.device) * num_tokens).long()  # (B, 1), one draw per sample
+    rank = (base_rank.unsqueeze(0) + shift) % num_tokens  # torch.roll by `shift`: index j moves to j + shift
+    key = rank + num_tokens * (~unknown).long()
+    return key.argsort(dim=-1).argsort(dim=-1)
+
+
+def guidance_scale_at(guidance_scale: float, guidance_schedule: str, progress: torch.Tensor,
+                      guidance_exponent: float = 2.75) -> torch.Tensor:
+    """Guidance scale at decoding progress p = t/T (the fraction of tokens decided, per sample; SPEC 4b).
+
+    `constant` keeps the scale w; `linear` ramps it as w * p; `power-cosine` (MDT, TiTok, MaskBit) as
+    w * (1 - cos(pi * p^exponent)) / 2, from 0 to w, staying low for longer as the exponent grows.
     """
     if guidance_schedule == "constant":
         return torch.full_like(progress, guidance_scale)
     if guidance_schedule == "linear":
         return guidance_scale * progress
-    raise ValueError(f"unknown guidance_schedule {guidance_schedule!r}; choose 'constant' or 'linear'")
+    if guidance_schedule == "power-cosine":
+        return guidance_scale * (1 - torch.cos(math.pi * progress.clamp(0, 1) ** guidance_exponent)) / 2
+    raise ValueError(f"unknown guidance_schedule {guidance_schedule!r}; choose one of {list(GUIDANCE_SCHEDULES)}")
 
 
 def guided_logits_fn(
@@ -186,6 +284,7 @@ def guided_logits_fn(
     null_label: int | None,
     guidance_scale: float = 0.0,
     guidance_schedule: str = "constant",
+    guidance_exponent: float = 2.75,
 ) -> LogitsFn:
     """Bind `labels` to a conditional model, with classifier-free guidance when the scale is not 0.
 
@@ -196,10 +295,13 @@ def guided_logits_fn(
         mask_id: the mask token id (to measure progress for the `linear` guidance schedule).
         null_label: the label meaning 'no class'; required when guidance_scale != 0.
         guidance_scale: w in logits = cond + w * (cond - uncond); 0 = plain conditional logits.
+        guidance_schedule, guidance_exponent: how w grows over decoding (see `guidance_scale_at`).
     Returns:
         A `(tokens, rows=None) -> logits` callable; with guidance it runs one forward pass on a 2B batch.
     """
     guidance_scale_at(guidance_scale, guidance_schedule, torch.zeros(1))  # validate the schedule name
+    if not math.isfinite(guidance_exponent) or guidance_exponent <= 0:
+        raise ValueError(f"guidance_exponent must be a finite number > 0, got {guidance_exponent}")
     if not math.isfinite(guidance_scale):
         raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
     if guidance_scale == 0:
@@ -215,7 +317,7 @@ def guided_logits_fn(
             model_fn(torch.cat([tokens, tokens]), both_labels, rows=torch.cat([rows, rows]))
         cond, uncond = both.float().chunk(2)  # row-major selection: the first half of the rows is the first batch
         progress = (tokens != mask_id).float().mean(-1)  # (B,)
-        scale = guidance_scale_at(guidance_scale, guidance_schedule, progress)
+        scale = guidance_scale_at(guidance_scale, guidance_schedule, progress, guidance_exponent)
         scale = scale[:, None, None] if rows is None else scale.repeat_interleave(rows.sum(-1))[:, None]
         return cond + scale * (cond - uncond)
 

@@ -9,6 +9,7 @@ A causal transformer (the autoregressive baseline) is sampled token by token (`s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Sequence
@@ -18,9 +19,10 @@ import torch.nn as nn
 
 from . import editing
 from .atomic import write_json_atomic
-from .config import ModelConfig, SamplingConfig, from_dict, to_dict
+from .cached_passes import CachedPasses
+from .config import ModelConfig, SamplingConfig, SamplingPreset, from_dict, to_dict
 from .decoding import GeneratorArg, decode, guided_logits_fn
-from .fastpath import autocast, fast_forward, head_at_unknown_only, resolve_dtype
+from .fastpath import autocast, fast_forward, head_at_unknown_only, inference_copy, keep_freed_memory, resolve_dtype
 from .transformer import MaskGITTransformer
 from .vq import VQGAN
 from .weights import empty_module, load_weights, save_weights
@@ -92,23 +94,26 @@ class MaskGIT(nn.Module):
     default_dtype: str | torch.dtype = "float32"  # compute dtype of sampling; from_pretrained sets "auto"
 
     def __init__(self, tokenizer: VQGAN, transformer: MaskGITTransformer, sampling: SamplingConfig | None = None,
-                 class_names: Sequence[str] = ()):
+                 class_names: Sequence[str] = (), sampling_presets: Sequence[SamplingPreset] = ()):
         super().__init__()
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.sampling = sampling or SamplingConfig()
         self.class_names = tuple(class_names)
+        self.sampling_presets = tuple(sampling_presets)  # named settings besides the defaults, e.g. "fast"
         self.config  # validates that the two networks fit together
 
     @property
     def config(self) -> ModelConfig:
         return ModelConfig(tokenizer=self.tokenizer.config, transformer=self.transformer.config,
-                           sampling=self.sampling, class_names=self.class_names)
+                           sampling=self.sampling, class_names=self.class_names,
+                           sampling_presets=self.sampling_presets)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> "MaskGIT":
         """A randomly initialised model."""
-        return cls(VQGAN(config.tokenizer), MaskGITTransformer(config.transformer), config.sampling, config.class_names)
+        return cls(VQGAN(config.tokenizer), MaskGITTransformer(config.transformer), config.sampling, config.class_names,
+                   config.sampling_presets)
 
     def with_tokenizer(self, tokenizer: VQGAN) -> "MaskGIT":
         """This model with another tokenizer that makes the same codes: one whose decoder alone was fine-tuned
@@ -129,7 +134,8 @@ class MaskGIT(nn.Module):
                                  f"things to the transformer; only a decoder fine-tuned from this model's tokenizer "
                                  f"(trainable: decoder) fits")
         model = type(self)(copy.deepcopy(tokenizer).to(self.device).train(self.tokenizer.training),
-                           self.transformer, self.sampling, self.class_names)  # the transformer is shared
+                           self.transformer, self.sampling, self.class_names,
+                           self.sampling_presets)  # the transformer is shared
         model.default_dtype = self.default_dtype
         return model
 
@@ -208,37 +214,59 @@ class MaskGIT(nn.Module):
             raise ValueError(f"labels must be class indices or names, got {label!r}")
         return int(label)
 
-    def fill_tokens(self, tokens: torch.Tensor, labels: torch.Tensor | None, *, steps: int | None = None,
-                    schedule: str | None = None, temperature: float | None = None,
-                    choice_temperature: float | None = None, guidance_scale: float | None = None,
-                    guidance_schedule: str | None = None, start_iter: int = 0,
+    def fill_tokens(self, tokens: torch.Tensor, labels: torch.Tensor | None, *, start_iter: int = 0,
                     generator: GeneratorArg = None, return_history: bool = False,
-                    dtype: str | torch.dtype | None = None, compile: bool = False):
-        """Decode the `mask_id` positions of (B, N) `tokens`; unset arguments take `self.sampling`.
+                    dtype: str | torch.dtype | None = None, compile: bool = False, sampling_preset: str | None = None,
+                    **settings):
+        """Decode the `mask_id` positions of (B, N) `tokens`.
 
-        `dtype` (None: `self.default_dtype`) runs the network under autocast; `compile` through torch.compile.
+        `settings` are `SamplingConfig` fields (steps, schedule, temperature, temperature_end, choice_temperature,
+        sampler, guidance_scale, guidance_schedule, guidance_exponent, cheap_passes); unset or None ones take the
+        model's defaults, or those of its named `sampling_preset` (e.g. "fast"). `dtype` (None:
+        `self.default_dtype`) is the compute dtype (see `maskgit.fastpath`); `compile` runs the network through
+        torch.compile (not with cheap passes, whose shapes change every step).
         """
-        s = self.sampling
         cfg = self.transformer.config
         if cfg.causal:
             raise ValueError("this is an autoregressive (causal) model: it samples whole images in raster order "
                              "(generate); iterative decoding and editing need a bidirectional MaskGIT model")
-        network = fast_forward(self.transformer, resolve_dtype(dtype or self.default_dtype, self.device),
-                               compile=compile)
-        logits_fn = guided_logits_fn(
-            network, labels, mask_id=cfg.mask_id, null_label=cfg.null_label,
-            guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
-            guidance_schedule=guidance_schedule or s.guidance_schedule,
-        )
+        s = self.resolve_sampling(sampling_preset, **settings)
+        compute_dtype = resolve_dtype(dtype or self.default_dtype, self.device)
+        if s.cheap_passes:
+            if compile:
+                raise ValueError("cheap_passes change the network's input shapes every step: sample them without "
+                                 "compile")
+            network = CachedPasses(inference_copy(self.transformer, compute_dtype), s.cheap_passes)
+            keep_freed_memory() if self.device.type == "cpu" else None
+        else:
+            network = fast_forward(self.transformer, compute_dtype, compile=compile)
+        logits_fn = guided_logits_fn(network, labels, mask_id=cfg.mask_id, null_label=cfg.null_label,
+                                     guidance_scale=s.guidance_scale, guidance_schedule=s.guidance_schedule,
+                                     guidance_exponent=s.guidance_exponent)
         with torch.inference_mode():
             out = decode(
-                logits_fn, tokens, mask_id=cfg.mask_id, steps=s.steps if steps is None else steps,
-                schedule=schedule or s.schedule, temperature=s.temperature if temperature is None else temperature,
-                choice_temperature=s.choice_temperature if choice_temperature is None else choice_temperature,
-                start_iter=start_iter, generator=generator, return_history=return_history,
-                unknown_rows_only=head_at_unknown_only(self.device, compile=compile),
+                logits_fn, tokens, mask_id=cfg.mask_id, steps=s.steps, schedule=s.schedule,
+                temperature=s.temperature, temperature_end=s.temperature_end, sampler=s.sampler,
+                choice_temperature=s.choice_temperature, start_iter=start_iter, generator=generator,
+                return_history=return_history, unknown_rows_only=head_at_unknown_only(self.device, compile=compile),
             )
         return tuple(t.clone() for t in out) if return_history else out.clone()  # plain tensors again
+
+    def resolve_sampling(self, sampling_preset: str | None = None, **settings) -> SamplingConfig:
+        """The `SamplingConfig` a call samples with: the defaults (or the named preset's), overridden by the
+        settings that are not None; unknown names and bad values are refused."""
+        base = self.sampling
+        if sampling_preset not in (None, "default"):
+            presets = {p.name: p.sampling for p in self.sampling_presets}
+            if sampling_preset not in presets:
+                raise ValueError(f"this model has no sampling preset {sampling_preset!r}; it has "
+                                 f"{['default', *presets]}")
+            base = presets[sampling_preset]
+        known = {f.name for f in dataclasses.fields(SamplingConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise TypeError(f"unknown sampling setting(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(base, **{k: v for k, v in settings.items() if v is not None})
 
     def sample_autoregressive(self, labels: torch.Tensor | None, num_samples: int | None = None, *,
                               sampler: str = "cached", temperature: float | None = None, top_k: int | None = None,
@@ -275,7 +303,9 @@ class MaskGIT(nn.Module):
         `sampling`; for a causal model its own (sampler, temperature, top_k), not MaskGIT's decoding ones."""
         if self.transformer.config.causal:
             return {"sampler": "cached", "temperature": self.sampling.temperature, "top_k": None, **sampling}
-        return {**vars(self.sampling), **sampling}
+        settings = {k: v for k, v in sampling.items() if k not in ("dtype", "compile", "sampling_preset")}
+        extra = {k: v for k, v in sampling.items() if k not in settings}
+        return {**vars(self.resolve_sampling(sampling.get("sampling_preset"), **settings)), **extra}
 
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) codebook ids (raster order) -> images (B, C, H, W) in [0, 1]."""
@@ -313,8 +343,9 @@ class MaskGIT(nn.Module):
         Args:
             labels: class indices or names, one per image (None for an unconditional model).
             num_samples: batch size when labels is None, or to repeat a single label.
-            **sampling: steps, schedule, temperature, choice_temperature, guidance_scale,
-                guidance_schedule, generator (see above), dtype, compile (see `fill_tokens`); for a causal
+            **sampling: `SamplingConfig` fields (steps, schedule, temperature, temperature_end, sampler,
+                choice_temperature, guidance_scale, guidance_schedule, guidance_exponent, cheap_passes),
+                sampling_preset, generator (see above), dtype, compile (see `fill_tokens`); for a causal
                 model temperature, top_k, sampler, generator, dtype (see `sample_autoregressive`).
         Returns:
             (B, C, H, W) float images in [0, 1]; with return_history, also the (B, T, N) tokens
@@ -328,9 +359,8 @@ class MaskGIT(nn.Module):
         if cfg.causal:
             out = self.sample_autoregressive(labels, batch, return_history=return_history, **sampling)
         else:
-            given = sorted(k for k in ("top_k", "sampler") if sampling.pop(k, None) is not None)
-            if given:
-                raise ValueError(f"{', '.join(given)} only apply to autoregressive (causal) models")
+            if sampling.pop("top_k", None) is not None:
+                raise ValueError("top_k settings only apply to autoregressive (causal) models")
             tokens = torch.full((batch, cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=self.device)
             out = self.fill_tokens(tokens, labels, return_history=return_history, **sampling)
         if return_history:

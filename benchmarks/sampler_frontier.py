@@ -1,0 +1,213 @@
+"""Speed against quality for every sampler of the bundled model: one study, one chart.
+
+    python benchmarks/sampler_frontier.py screen --reference val      # every cell at one seed
+    python benchmarks/sampler_frontier.py seeds --reference val       # 3 seeds: frontier cells + the default
+    python benchmarks/sampler_frontier.py seeds --reference test --cells default,fast   # the final numbers
+
+Cells: sampler (confidence, halton) x steps {4, 6, 8, 12, 16} x cheap (cached) passes {0, 1, 2} x guidance
+schedule (constant, linear, power-cosine) at the model's guidance scale and temperature; halton cells use the
+arccos schedule of its reference implementation, confidence cells the model's own. Each cell generates 100
+images of each class (1,000) with per-image seeds (as `maskgit sample-dump`) and reports the seconds the
+generation took (transformer and tokenizer decoder; scoring not timed) per 1,000 images, and the judge
+classifier's Frechet distance, precision / recall (k = 3) and class agreement against the reference split.
+`seeds` reruns the cells on the screen's speed/FD frontier and the default at seeds 0-2 and picks `fast`: the
+fastest whose mean FD is at most the default's mean + one standard deviation and whose agreement is >= 0.93
+and at most half the default's seconds. Cells already in the output JSON are skipped (a killed run resumes).
+Writes benchmarks/results/sampler-frontier-<stage>-<reference>.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskgit import MaskGIT
+from maskgit.atomic import write_json_atomic
+from maskgit.evaluation.features import load_extractor
+from maskgit.evaluation.frechet import feature_statistics
+from maskgit.evaluation.image_sets import to_uint8_nhwc
+from maskgit.evaluation.metrics import score_features
+from maskgit.evaluation.report import dataset_tensors
+from maskgit.evaluation.sample_dump import balanced_labels, chunk_ranges, generate_samples
+from maskgit.fastpath import resolve_dtype
+
+SAMPLERS = {"confidence": None, "halton": "arccos"}  # sampler -> schedule (None: the model's)
+STEPS = [4, 6, 8, 12, 16]
+CHEAP = [0, 1, 2]
+GUIDANCE_SCHEDULES = ["constant", "linear", "power-cosine"]
+AGREEMENT_BAR, SPEED_BAR = 0.93, 2.0
+KEYS = ("sampler", "schedule", "steps", "cheap_passes", "guidance_schedule")
+
+
+def screen_cells(pipe) -> list[dict]:
+    return [{"sampler": s, "schedule": SAMPLERS[s] or pipe.sampling.schedule, "steps": t, "cheap_passes": c,
+             "guidance_schedule": g} for s, t, c, g in itertools.product(SAMPLERS, STEPS, CHEAP, GUIDANCE_SCHEDULES)]
+
+
+def default_cell(pipe) -> dict:
+    s = pipe.sampling
+    return {"sampler": s.sampler, "schedule": s.schedule, "steps": s.steps, "cheap_passes": s.cheap_passes,
+            "guidance_schedule": s.guidance_schedule}
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in KEYS)
+
+
+def run_cell(pipe, extractor, reference: dict, labels: np.ndarray, cell: dict, seed: int) -> dict:
+    """Generate the cell's images (timed), then score them."""
+    start = time.perf_counter()
+    images = np.concatenate([generate_samples(pipe, chunk, labels, seed=seed, **cell)
+                             for chunk in chunk_ranges(len(labels), 250)])
+    seconds = time.perf_counter() - start
+    feats, probs = extractor(images, progress=False)
+    score = score_features(feats, probs, labels, reference, agreement=True)
+    score.pop("inception_score")
+    per_class = [float((probs[labels == c].argmax(1) == c).mean()) for c in np.unique(labels)]
+    return {**cell, "seed": seed, **score, "min_class_agreement": min(per_class),
+            "seconds_per_1000": round(seconds * 1000 / len(labels), 2)}
+
+
+def frontier(rows: list[dict]) -> list[dict]:
+    """Cells no other cell beats on both seconds and FD (the lower-left hull of the scatter)."""
+    return [r for r in rows if not any(o["seconds_per_1000"] < r["seconds_per_1000"] and
+                                       o["frechet_distance"] < r["frechet_distance"] for o in rows)]
+
+
+def summarise(rows: list[dict], cell: dict) -> dict:
+    """Mean and standard deviation over the seeds of one cell."""
+    found = [r for r in rows if same(r, cell)]
+    out = {k: cell[k] for k in KEYS}
+    for key in ("frechet_distance", "precision", "recall", "class_agreement", "min_class_agreement",
+                "seconds_per_1000"):
+        values = [r[key] for r in found]
+        out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+    out["seeds"] = [r["seed"] for r in found]
+    return out
+
+
+def choose_fast(summaries: list[dict], default: dict) -> dict | None:
+    """The fastest cell at least SPEED_BAR x faster than the default with mean FD <= the default's mean + std
+    and agreement >= AGREEMENT_BAR; None if no cell qualifies."""
+    d = next(s for s in summaries if same(s, default))
+    bar = d["frechet_distance"]["mean"] + d["frechet_distance"]["std"]
+    ok = [s for s in summaries if s["frechet_distance"]["mean"] <= bar and
+          s["class_agreement"]["mean"] >= AGREEMENT_BAR and
+          s["seconds_per_1000"]["mean"] * SPEED_BAR <= d["seconds_per_1000"]["mean"]]
+    return min(ok, key=lambda s: s["seconds_per_1000"]["mean"]) if ok else None
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    markers = {"constant": "o", "linear": "s", "power-cosine": "^"}
+    colours = {("confidence", 0): "tab:blue", ("confidence", 1): "tab:cyan", ("confidence", 2): "lightblue",
+               ("halton", 0): "tab:red", ("halton", 1): "tab:orange", ("halton", 2): "gold"}
+    rows = result.get("summaries") or result["rows"]
+    value = (lambda r, k: r[k]["mean"]) if result.get("summaries") else (lambda r, k: r[k])
+    for r in rows:
+        ax.scatter(value(r, "seconds_per_1000"), value(r, "frechet_distance"), marker=markers[r["guidance_schedule"]],
+                   color=colours[(r["sampler"], r["cheap_passes"])], s=18 + 4 * r["steps"], alpha=0.8)
+        if result.get("summaries"):
+            ax.errorbar(value(r, "seconds_per_1000"), value(r, "frechet_distance"),
+                        yerr=r["frechet_distance"]["std"], color="grey", lw=0.8, zorder=0)
+    for key, label in (("default", "default"), ("fast", "fast")):
+        cell = result.get(key)
+        if cell:
+            r = next((r for r in rows if same(r, cell)), None)
+            if r:
+                ax.annotate(label, (value(r, "seconds_per_1000"), value(r, "frechet_distance")), fontsize=9,
+                            xytext=(6, 6), textcoords="offset points", weight="bold")
+    for (sampler, cheap), colour in colours.items():
+        ax.scatter([], [], color=colour, label=f"{sampler}, {cheap} cheap passes")
+    for g, m in markers.items():
+        ax.scatter([], [], marker=m, color="black", label=f"guidance {g}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"seconds per 1,000 images ({result['machine']['cpu']}, {result['machine']['dtype']})")
+    ax.set_ylabel(f"FD of the judge's features (vs {result['reference']})")
+    ax.set_title(f"{result['model']}: sampler speed vs quality ({result['stage']}; marker size = steps)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["screen", "seeds"])
+    parser.add_argument("--model", default="fashion-mnist")
+    parser.add_argument("--reference", choices=["val", "test"], default="val")
+    parser.add_argument("--num-per-class", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds: seeds 0 .. N-1 per cell")
+    parser.add_argument("--cells", default=None,
+                        help="seeds: 'frontier' (from the val screen, plus the default) or a list of "
+                             "default,fast (fast from the val seeds stage); default: frontier")
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    out = args.out_dir / f"sampler-frontier-{args.stage}-{args.reference}.json"
+    pipe = MaskGIT.from_pretrained(args.model)
+    extractor = load_extractor("classifier:fashion-mnist-classifier")
+    real_x, _ = dataset_tensors("fashion-mnist", args.reference)
+    ref_feats, _ = extractor(to_uint8_nhwc(real_x), progress=False)
+    mu, sigma = feature_statistics(ref_feats)
+    reference = {"mu": mu, "sigma": sigma, "features": ref_feats}
+    labels = balanced_labels(pipe.transformer.config.num_classes, args.num_per_class)
+    result = json.loads(out.read_text()) if out.is_file() else {}
+    dtype = str(resolve_dtype("auto", "cpu")).removeprefix("torch.")
+    result.update({"stage": args.stage, "model": args.model, "reference": f"Fashion-MNIST {args.reference} split "
+                   f"({len(real_x):,} images)", "num_images_per_cell": len(labels), "defaults": vars(pipe.sampling),
+                   "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": dtype,
+                               "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__},
+                   "command": "python benchmarks/sampler_frontier.py " + " ".join(sys.argv[1:]),
+                   "default": default_cell(pipe)})
+    rows = result.setdefault("rows", [])
+    if args.stage == "screen":
+        todo = [(c, 0) for c in screen_cells(pipe)]
+    else:
+        if args.cells in (None, "frontier"):
+            screen = json.loads((args.out_dir / "sampler-frontier-screen-val.json").read_text())
+            cells = [{k: r[k] for k in KEYS} for r in frontier(screen["rows"])] + [default_cell(pipe)]
+        else:
+            chosen = json.loads((args.out_dir / "sampler-frontier-seeds-val.json").read_text())
+            cells = [chosen[name] for name in args.cells.split(",")]
+        cells = [c for i, c in enumerate(cells) if not any(same(c, d) for d in cells[:i])]
+        todo = [({k: c[k] for k in KEYS}, s) for s in range(args.seeds) for c in cells]
+    generate_samples(pipe, range(8), labels, seed=0)  # warm-up: inference copy, kernel choice, allocator
+    for cell, seed in todo:
+        if any(same(r, cell) and r["seed"] == seed for r in rows):
+            continue
+        rows.append(run_cell(pipe, extractor, reference, labels, cell, seed))
+        print(json.dumps(rows[-1]), flush=True)
+        write_json_atomic(out, result)
+    if args.stage == "seeds":
+        cells = [c for i, c in enumerate(rows) if not any(same(c, d) for d in rows[:i])]
+        result["summaries"] = [summarise(rows, c) for c in cells]
+        if args.cells in (None, "frontier"):
+            fast = choose_fast(result["summaries"], default_cell(pipe))
+            result["fast"] = None if fast is None else {k: fast[k] for k in KEYS}
+    write_json_atomic(out, result)
+    plot(result, out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
