@@ -199,6 +199,8 @@ def decode(
             decided = torch.floor(unknown_at_start.float() * (1 - mask_ratio(progress[t], schedule,
                                                                              unknown_at_start))).long()
             decided = torch.minimum(torch.clamp(decided, min=t + 1), unknown_at_start)
+            if t == steps - 1:
+                decided = unknown_at_start  # gamma is clipped at 1e-6, not 0: the last step decides the rest
             now = unknown & (order < decided.unsqueeze(-1))  # (B, N): the positions decided at this step
             logits = _call(logits_fn, current, now, unknown_rows_only)
             tau = temperature_at(t, steps, temperature, temperature_end)
