@@ -61,8 +61,23 @@ def add_sampling_args(parser: argparse.ArgumentParser, steps_default: str = "the
     g.add_argument("--choice-temperature", type=float, default=None,
                    help="Gumbel noise scale on confidences, annealed to 0 (official: 4.5)")
     g.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance w (0 = off)")
-    g.add_argument("--guidance-schedule", choices=["constant", "linear"], default=None,
-                   help="guidance over the steps: constant w, or a linear ramp from 0 to w (model default: constant)")
+    g.add_argument("--guidance-schedule", choices=["constant", "linear", "power-cosine"], default=None,
+                   help="guidance over the steps: constant w, a linear ramp from 0 to w, or power-cosine "
+                        "w (1 - cos(pi (t/T)^p)) / 2 (MDT, TiTok, MaskBit) (default: the model's)")
+    g.add_argument("--guidance-exponent", type=float, default=None,
+                   help="p of the power-cosine guidance schedule (default: 2.75, TiTok's)")
+    g.add_argument("--sampler", choices=["confidence", "halton"], default=None,
+                   help="confidence: the official sampler (keep the most confident tokens); halton: decide positions "
+                        "in a 2-D Halton order over the grid (Besnier et al. 2025; use with --schedule arccos as "
+                        "its reference) (default: the model's)")
+    g.add_argument("--temperature-end", type=float, default=None,
+                   help="softmax temperature at the last step; it runs linearly from --temperature (default: constant)")
+    g.add_argument("--cheap-passes", type=int, default=None,
+                   help="cached (ReCAP) passes after each full forward pass: only changed and needed positions are "
+                        "recomputed, the other keys/values reused (default: the model's, 0)")
+    g.add_argument("--sampling", dest="sampling_preset", default=None,
+                   help="a named sampling setting the model ships (e.g. fast); the options above override it "
+                        "(default: the model's defaults)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
@@ -74,7 +89,8 @@ def add_sampling_args(parser: argparse.ArgumentParser, steps_default: str = "the
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict:
-    keys = ["steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule", "dtype"]
+    keys = ["steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule", "dtype",
+            "guidance_exponent", "sampler", "temperature_end", "cheap_passes", "sampling_preset"]
     kwargs = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     return {**kwargs, "compile": True} if args.compile else kwargs
 
@@ -115,6 +131,10 @@ def add_sample_parser(sub) -> None:
 
 def run_sample(args: argparse.Namespace) -> None:
     from .sampling import sample_to_directory
+
+    if args.sampler is not None and args.ar_sampler is not None:
+        raise ValueError("--sampler is MaskGIT's (confidence, halton), --ar-sampler the autoregressive baseline's "
+                         "(cached, naive): pass the one for your model")
 
     written = sample_to_directory(args.model, args.out, labels=args.labels, num_per_label=args.num,
                                   seed=args.seed, device=args.device, show_steps=args.show_steps,

@@ -18,12 +18,15 @@ import numpy as np
 import torch
 
 from ..atomic import write_json_atomic
+from ..decoding import GUIDANCE_SCHEDULES, SAMPLERS
 from ..images import make_grid, save_image
 from ..sampling import sample_generators
 from .uploads import Limits, display, load_upload, mask_from_layers, strokes_box, to_array, to_tensor
 
 UNCONDITIONAL = "none (unconditional)"
-SAMPLING_KEYS = ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule")
+SAMPLING_KEYS = ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule",
+                 "sampler", "cheap_passes")
+CHOICES = {"schedule": None, "guidance_schedule": GUIDANCE_SCHEDULES, "sampler": SAMPLERS}  # None: any string
 
 
 @dataclass
@@ -81,13 +84,23 @@ class Callbacks:
         out = {}
         for key in SAMPLING_KEYS:
             value = values.get(key)
+            if value is None and key in ("sampler", "cheap_passes"):
+                value = getattr(self.pipe.sampling, key)  # scripts without these controls: the model's default
             if value is None or value == "":
                 raise ValueError(f"{key.replace('_', ' ')} is empty; give a value")
             if key == "steps":
                 if not _whole(value) or not 1 <= value <= self.limits.max_steps:
                     raise ValueError(f"steps must be a whole number from 1 to {self.limits.max_steps}, got {value}")
                 value = int(value)
-            elif key not in ("schedule", "guidance_schedule"):
+            elif key == "cheap_passes":
+                if not _whole(value) or not 0 <= value <= self.limits.max_steps:
+                    raise ValueError(f"cheap passes must be a whole number from 0 to {self.limits.max_steps}, "
+                                     f"got {value}")
+                value = int(value)
+            elif key in CHOICES:
+                if CHOICES[key] is not None and value not in CHOICES[key]:
+                    raise ValueError(f"{key.replace('_', ' ')} must be one of {list(CHOICES[key])}, got {value!r}")
+            else:
                 if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                     raise ValueError(f"{key.replace('_', ' ')} must be a finite number >= 0, got {value}")
                 value = float(value)

@@ -20,7 +20,8 @@ from .uploads import Limits
 gr = import_gradio()
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "fashion-mnist-test"
-SAMPLING = ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule", "seed")
+SAMPLING = ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale", "guidance_schedule", "sampler",
+            "cheap_passes", "seed")
 BRUSH_COLOR = "#ff3b30"
 
 
@@ -105,7 +106,13 @@ def _sampling_controls(cb: Callbacks, steps: int | None = None) -> list:
             controls += [gr.Number(s.choice_temperature, label="choice temperature",
                                    info="Gumbel noise on confidences (official 4.5)"),
                          gr.Number(s.guidance_scale, label="guidance scale", info="classifier-free guidance, 0 = off"),
-                         gr.Radio(["constant", "linear"], value=s.guidance_schedule, label="guidance schedule"),
+                         gr.Radio(["constant", "linear", "power-cosine"], value=s.guidance_schedule,
+                                  label="guidance schedule")]
+        with gr.Row():
+            controls += [gr.Radio(["confidence", "halton"], value=s.sampler, label="sampler",
+                                  info="confidence: official; halton: positions in a 2-D Halton order"),
+                         gr.Number(s.cheap_passes, label="cheap passes", precision=0,
+                                   info="cached passes after each full forward pass (0 = off)"),
                          gr.Number(0, label="seed", precision=0, info="same seed, same result")]
     return controls
 
