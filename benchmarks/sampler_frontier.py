@@ -47,9 +47,11 @@ AGREEMENT_BAR, SPEED_BAR = 0.93, 2.0
 KEYS = ("sampler", "schedule", "steps", "cheap_passes", "guidance_schedule")
 
 
-def screen_cells(pipe) -> list[dict]:
-    return [{"sampler": s, "schedule": SAMPLERS[s] or pipe.sampling.schedule, "steps": t, "cheap_passes": c,
-             "guidance_schedule": g} for s, t, c, g in itertools.product(SAMPLERS, STEPS, CHEAP, GUIDANCE_SCHEDULES)]
+def screen_cells(pipe, steps: list[int] = STEPS) -> list[dict]:
+    """Every cell of the grid (and the model's default, first)."""
+    return [default_cell(pipe)] + [
+        {"sampler": s, "schedule": SAMPLERS[s] or pipe.sampling.schedule, "steps": t, "cheap_passes": c,
+         "guidance_schedule": g} for t, s, c, g in itertools.product(steps, SAMPLERS, CHEAP, GUIDANCE_SCHEDULES)]
 
 
 def default_cell(pipe) -> dict:
@@ -162,6 +164,8 @@ def main() -> None:
     parser.add_argument("--cells", default=None,
                         help="seeds: 'frontier' (from the val screen, plus the default) or a list of "
                              "default,fast (fast from the val seeds stage); default: frontier")
+    parser.add_argument("--steps", default=",".join(map(str, STEPS)),
+                        help="screen: the step counts of the grid, fastest first (default: all)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     out = args.out_dir / f"sampler-frontier-{args.stage}-{args.reference}.json"
@@ -182,7 +186,7 @@ def main() -> None:
                    "default": default_cell(pipe)})
     rows = result.setdefault("rows", [])
     if args.stage == "screen":
-        todo = [(c, 0) for c in screen_cells(pipe)]
+        todo = [(c, 0) for c in screen_cells(pipe, [int(t) for t in args.steps.split(",")])]
     else:
         if args.cells in (None, "frontier"):
             screen = json.loads((args.out_dir / "sampler-frontier-screen-val.json").read_text())
