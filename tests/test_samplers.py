@@ -206,3 +206,42 @@ def test_float32_tokens_are_identical_to_the_sampler_before_the_fast_path():
         got = pipe.fill_tokens(tokens, torch.arange(10), generator=[torch.Generator().manual_seed(i) for i in range(10)],
                                **case["settings"])
         assert got.tolist() == case["tokens"], case["settings"]
+
+
+def test_sample_settings_json_reproduces_the_images_with_every_new_option(tmp_path):
+    from maskgit.cli import main
+    from maskgit.sampling import sample_to_directory
+
+    options = ["--sampler", "halton", "--schedule", "arccos", "--steps", "5", "--cheap-passes", "1",
+               "--guidance-schedule", "power-cosine", "--guidance-exponent", "2", "--temperature-end", "0.8"]
+    assert main(["sample", "--labels", "0,7", "--out", str(tmp_path / "a"), "--seed", "3", "--no-progress",
+                 *options]) == 0
+    meta = json.loads((tmp_path / "a" / "sampling.json").read_text())
+    assert meta["overrides"]["sampler"] == "halton" and meta["overrides"]["cheap_passes"] == 1
+    sample_to_directory(meta["model"], tmp_path / "b", labels=["0", "7"], seed=meta["seed"], progress=False,
+                        **meta["overrides"])
+    for name in ("0000_t-shirt-top.png", "0001_sneaker.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_named_sampling_presets_and_bad_settings(tmp_path):
+    import dataclasses
+
+    from maskgit import MaskGIT
+    from maskgit.config import SamplingConfig, SamplingPreset
+
+    pipe = MaskGIT.from_pretrained("fashion-mnist", dtype="float32")
+    pipe.sampling_presets = (SamplingPreset("quick", dataclasses.replace(pipe.sampling, steps=3, sampler="halton")),)
+    assert pipe.resolve_sampling("quick").steps == 3
+    assert pipe.resolve_sampling("quick", steps=4).steps == 4  # options override the preset
+    assert pipe.resolve_sampling(None) == pipe.sampling
+    with pytest.raises(ValueError, match="no sampling preset 'slow'"):
+        pipe.resolve_sampling("slow")
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        pipe.resolve_sampling(sampler="greedy")
+    with pytest.raises(ValueError, match="cheap_passes"):
+        SamplingConfig(cheap_passes=-1)
+    with pytest.raises(ValueError, match="without compile"):
+        pipe.generate([0], cheap_passes=1, compile=True)
+    saved = pipe.save_pretrained(tmp_path / "m")
+    assert MaskGIT.from_pretrained(saved).sampling_presets == pipe.sampling_presets

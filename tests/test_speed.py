@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskgit.cli import main
-from maskgit.config import TRANSFORMER_PRESETS
+from maskgit.config import TRANSFORMER_PRESETS, TransformerConfig, preset
 from maskgit.speed.bench import reduced_config
 from maskgit.speed.flops import parameter_count, sampler_cost
 from maskgit.speed.report import speedups
@@ -167,3 +167,38 @@ def test_a_budget_spent_by_the_warm_up_is_reported_not_crashed(monkeypatch):
     nets = bench.build_networks(TRANSFORMER_PRESETS["tiny"], torch.device("cpu"), 0)
     (row,) = bench.time_group(nets, 1, "float32", settings, peak_flops=1e9)
     assert row["status"].startswith("skipped: no timed run fitted")
+
+
+def test_bench_sampler_names_and_the_flop_model_of_cached_passes():
+    from maskgit.speed.flops import ParallelSampler, parse_sampler, pass_rows
+
+    assert parse_sampler("halton-12+c2") == ParallelSampler("halton", 12, 2)
+    assert parse_sampler("maskgit-8") == ParallelSampler("confidence", 8, 0) and parse_sampler("ar-naive") is None
+    for bad in ("halton-0", "maskgit-8+c", "maskgit-8+cx", "beam-4"):
+        with pytest.raises(ValueError, match="unknown sampler"):
+            parse_sampler(bad)
+    # confidence, 16 tokens, 4 steps: unknown at each step 16, u1, u2, u3; a cheap pass after the full one at step
+    # t - 1 recomputes what was unknown at t - 1 (decided since + still unknown)
+    full = pass_rows(16, 4, "maskgit", head_at_unknown=True)
+    cheap = pass_rows(16, 4, "maskgit", cheap_passes=1, head_at_unknown=True)
+    assert [r[0] for r in full] == [16] * 4 and [r[1] for r in cheap] == [r[1] for r in full]
+    assert cheap[1][0] == full[0][1] and cheap[3][0] == full[2][1]  # rows of step t = unknown at step t - 1
+    halton = pass_rows(16, 4, "halton", "arccos", cheap_passes=3, head_at_unknown=True)
+    assert sum(r[1] for r in halton) == 16  # the head runs once per token: where it is decided
+    assert [r[0] for r in halton][1:] == [sum(r[1] for r in halton[:t + 1]) for t in range(1, 4)]
+    cfg = TransformerConfig(codebook_size=64, num_classes=2, grid_size=8, hidden_size=32, intermediate_size=64,
+                            num_heads=2, num_layers=2)
+    costs = [sampler_cost(cfg, "halton", 8, schedule="arccos", cheap_passes=c, head_at_unknown=True).flops
+             for c in (0, 1, 2)]
+    assert costs[0] > costs[1] > costs[2]
+
+
+def test_bench_times_the_new_samplers(tmp_path):
+    from maskgit.speed.bench import BenchSettings, run_benchmark
+
+    settings = BenchSettings(preset="tiny", grids=(4,), batches=(2,), dtypes=("float32",),
+                             samplers=("maskgit-3", "halton-3", "halton-3+c1"), repeats=1, matmul_size=64,
+                             warmup_s=5, cell_budget_s=30)
+    rows = run_benchmark(settings, preset(TRANSFORMER_PRESETS, "tiny"), progress=False)["rows"]
+    assert [r["status"] for r in rows] == ["timed"] * 3
+    assert rows[2]["flops_per_image"] < rows[1]["flops_per_image"]

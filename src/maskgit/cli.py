@@ -518,7 +518,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--dtypes", type=_strs, default=None,
                    help="compute dtypes among float32,bfloat16,float16 (default: float32,bfloat16)")
     p.add_argument("--samplers", type=_strs, default=None,
-                   help="maskgit-T (T steps), ar-cached, ar-naive (default: maskgit-8,maskgit-12,ar-cached,ar-naive)")
+                   help="maskgit-T (confidence sampler, T steps), halton-T (Halton sampler), either with +cK (K cached "
+                        "passes per full pass, e.g. halton-8+c1), ar-cached, ar-naive (default: maskgit-8,maskgit-12,"
+                        "ar-cached,ar-naive)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per cell after a warm-up, taken round-robin across the samplers (default: 3)")
     p.add_argument("--warmup", dest="warmup_s", type=float, default=None,

@@ -21,9 +21,10 @@ import torch
 from ..baselines.autoregressive import sample_autoregressive
 from ..config import TransformerConfig
 from ..decoding import decode, guided_logits_fn
-from ..fastpath import autocast, fast_forward, head_at_unknown_only, matmul_flops_per_s, synchronize
+from ..fastpath import autocast, fast_forward, head_at_unknown_only, inference_copy, matmul_flops_per_s, synchronize
 from ..transformer import MaskGITTransformer
-from .flops import sampler_cost
+from ..cached_passes import CachedPasses
+from .flops import parse_sampler, sampler_cost
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,15 @@ def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, 
     synchronize(device)
     start = time.perf_counter()
     with torch.inference_mode():
-        if sampler.startswith("maskgit-"):
+        parallel = parse_sampler(sampler)
+        if parallel is not None:
             cfg = nets.bidirectional.config
             tokens = torch.full((batch, cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=device)
-            logits_fn = guided_logits_fn(timed(fast_forward(nets.bidirectional, dtype)), labels, mask_id=cfg.mask_id,
-                                         null_label=cfg.null_label)
-            decode(logits_fn, tokens, mask_id=cfg.mask_id, steps=int(sampler.split("-")[1]), generator=generator,
-                   unknown_rows_only=head_at_unknown_only(device))  # as MaskGIT.generate does
+            network = CachedPasses(inference_copy(nets.bidirectional, dtype), parallel.cheap_passes) \
+                if parallel.cheap_passes else fast_forward(nets.bidirectional, dtype)  # as MaskGIT.fill_tokens
+            logits_fn = guided_logits_fn(timed(network), labels, mask_id=cfg.mask_id, null_label=cfg.null_label)
+            decode(logits_fn, tokens, mask_id=cfg.mask_id, steps=parallel.steps, sampler=parallel.sampler,
+                   schedule=parallel.schedule, generator=generator, unknown_rows_only=head_at_unknown_only(device))
         else:
             def forward(fn, *args):
                 with autocast(device, dtype):
@@ -170,9 +173,13 @@ def describe_cell(cfg: TransformerConfig, sampler: str, batch: int, dtype_name: 
                   peak_flops: float, skip: str | None = None) -> _Cell:
     """The cell's analytic row (FLOPs, calls, bytes, time at the peak) and why it is skipped, if it is."""
     device, dtype = torch.device(settings.device), getattr(torch, dtype_name)
-    steps = int(sampler.split("-")[1]) if sampler.startswith("maskgit-") else 8
-    cost = sampler_cost(cfg, sampler.split("-")[0] if sampler.startswith("maskgit-") else sampler, steps,
-                        torch.finfo(dtype).bits // 8, head_at_unknown=head_at_unknown_only(device))
+    parallel = parse_sampler(sampler)
+    if parallel is None:
+        cost = sampler_cost(cfg, sampler, 8, torch.finfo(dtype).bits // 8)
+    else:
+        cost = sampler_cost(cfg, "halton" if parallel.sampler == "halton" else "maskgit", parallel.steps,
+                            torch.finfo(dtype).bits // 8, head_at_unknown=head_at_unknown_only(device),
+                            schedule=parallel.schedule, cheap_passes=parallel.cheap_passes)
     row = {"sampler": sampler, "batch": batch, "dtype": dtype_name, "grid": cfg.grid_size,
            "flops_per_image": cost.flops, "network_calls": cost.network_calls,
            "weight_bytes_per_batch": cost.weight_bytes, "kv_cache_bytes_per_image": cost.cache_bytes}

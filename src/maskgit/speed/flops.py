@@ -16,7 +16,34 @@ import torch
 from ..config import TransformerConfig
 from ..schedules import mask_ratio
 
-SAMPLER_NAMES = ("maskgit", "ar-cached", "ar-naive")
+SAMPLER_NAMES = ("maskgit", "halton", "ar-cached", "ar-naive")
+BENCH_SAMPLER_HELP = ("maskgit-T (the confidence sampler, T steps), halton-T (the Halton sampler, arccos schedule), "
+                      "either with +cK (K cached passes after each full pass, e.g. halton-8+c1), ar-cached, ar-naive")
+
+
+@dataclass(frozen=True)
+class ParallelSampler:
+    """A bench sampler name such as `maskgit-8` or `halton-12+c1`: decoding sampler, steps and cheap passes."""
+
+    sampler: str  # "confidence" or "halton"
+    steps: int
+    cheap_passes: int = 0
+
+    @property
+    def schedule(self) -> str:
+        return "arccos" if self.sampler == "halton" else "cosine"  # halton: its reference's schedule
+
+
+def parse_sampler(name: str) -> ParallelSampler | None:
+    """`maskgit-T[+cK]` / `halton-T[+cK]` -> ParallelSampler; `ar-cached` / `ar-naive` -> None; else ValueError."""
+    if name in ("ar-cached", "ar-naive"):
+        return None
+    kind, _, rest = name.partition("-")
+    steps, _, cheap = rest.partition("+c")
+    if kind in ("maskgit", "halton") and steps.isdigit() and int(steps) > 0 and (not cheap or cheap.isdigit()) \
+            and ("+" not in rest or cheap):
+        return ParallelSampler("confidence" if kind == "maskgit" else "halton", int(steps), int(cheap or 0))
+    raise ValueError(f"unknown sampler {name!r}; use {BENCH_SAMPLER_HELP}")
 
 
 @dataclass(frozen=True)
@@ -54,14 +81,48 @@ def unknown_per_step(num_tokens: int, steps: int, schedule: str = "cosine") -> l
     return counts
 
 
+def decoded_per_step(num_tokens: int, steps: int, sampler: str = "maskgit", schedule: str = "cosine") -> list[int]:
+    """Cumulative tokens decided after each step when generating all `num_tokens` (SPEC 4 and 4b)."""
+    if sampler == "halton":
+        out = []
+        for t in range(steps - 1):
+            ratio = float(mask_ratio(torch.tensor((t + 1) / steps, dtype=torch.float32), schedule, num_tokens))
+            out.append(min(num_tokens, max(t + 1, int(num_tokens * (1 - ratio)))))
+        return out + [num_tokens]
+    unknown = unknown_per_step(num_tokens, steps, schedule)[1:] + [0]
+    return [num_tokens - u for u in unknown]
+
+
+def pass_rows(num_tokens: int, steps: int, sampler: str = "maskgit", schedule: str = "cosine",
+              cheap_passes: int = 0, head_at_unknown: bool = False) -> list[tuple[int, int]]:
+    """Per step: (image positions run through the layers, positions the head runs at). A full pass runs all of
+    them; a cheap pass (ReCAP) the positions decided since the last full pass plus those whose logits are
+    needed: the unknown ones (confidence), or the ones decided at this step (halton)."""
+    decided = [0] + decoded_per_step(num_tokens, steps, sampler, schedule)  # decided[t]: before step t
+    rows, last_full = [], 0
+    for t in range(steps):
+        needed = (decided[t + 1] - decided[t]) if sampler == "halton" else num_tokens - decided[t]
+        head = needed if head_at_unknown else num_tokens
+        if cheap_passes == 0 or t % (cheap_passes + 1) == 0:
+            last_full = t
+            rows.append((num_tokens, head))
+        else:
+            rows.append((decided[t] - decided[last_full] + needed, head))
+    return rows
+
+
 def sampler_cost(cfg: TransformerConfig, sampler: str, steps: int = 8, bytes_per_value: int = 4, *,
-                 head_at_unknown: bool = False, schedule: str = "cosine") -> Cost:
-    """Cost of one image with `sampler` in SAMPLER_NAMES (`steps` for maskgit); attention counted causally for AR."""
+                 head_at_unknown: bool = False, schedule: str = "cosine", cheap_passes: int = 0) -> Cost:
+    """Cost of one image with `sampler` in SAMPLER_NAMES (`steps` and `cheap_passes` for maskgit / halton);
+    attention counted causally for AR. A cheap pass's rows attend to the whole cached sequence."""
     n, length, d, layers = cfg.num_tokens, cfg.seq_len, cfg.hidden_size, cfg.num_layers
     weights = parameter_count(cfg) * bytes_per_value
-    if sampler == "maskgit":  # T full passes over the (1 + N)-token sequence, head on the N (or unknown) tokens
-        head_rows = sum(unknown_per_step(n, steps, schedule)) if head_at_unknown else steps * n
-        flops = steps * (length * _token_flops(cfg) + layers * 4 * length * length * d) + head_rows * _head_flops(cfg)
+    if sampler in ("maskgit", "halton"):
+        flops, prefix = 0.0, length - n  # the class token: rerun by full passes only
+        for t, (computed, head) in enumerate(pass_rows(n, steps, sampler, schedule, cheap_passes, head_at_unknown)):
+            full = computed == n and (cheap_passes == 0 or t % (cheap_passes + 1) == 0)
+            m = computed + (prefix if full else 0)
+            flops += m * _token_flops(cfg) + layers * 4 * m * length * d + head * _head_flops(cfg)
         return Cost(flops, steps, steps * weights, 0.0)
     if sampler == "ar-naive":  # step i reruns the prefix of l = i + 1 inputs; query j attends to j + 1 keys
         flops = sum(l * _token_flops(cfg) + layers * 2 * l * (l + 1) * d + _head_flops(cfg) for l in range(1, n + 1))  # noqa: E741

@@ -19,6 +19,7 @@ from ..config import TRANSFORMER_PRESETS, preset, to_dict
 from ..fastpath import cpu_flags, resolve_dtype
 from ..outputs import check_writable, result_paths
 from .bench import BenchSettings, run_benchmark
+from .flops import BENCH_SAMPLER_HELP, parse_sampler
 
 REASONING = """\
 ## Where each sampler wins (FLOPs and memory traffic)
@@ -62,12 +63,20 @@ def describe_machine(device: str) -> dict:
     return info
 
 
+def _parses(name: str) -> bool:
+    try:
+        parse_sampler(name)
+    except ValueError:
+        return False
+    return True
+
+
 def speedups(rows: list[dict]) -> list[dict]:
     """Per (preset, grid, batch, dtype): MaskGIT's speed-up over each AR sampler, measured and by FLOPs."""
     timed = {(r["preset"], r["grid"], r["batch"], r["dtype"], r["sampler"]): r for r in rows if "images_per_s" in r}
     out = []
     for (name, grid, batch, dtype, sampler), row in sorted(timed.items()):
-        if not sampler.startswith("maskgit-"):
+        if parse_sampler(sampler) is None:
             continue
         entry = {"preset": name, "grid": grid, "batch": batch, "dtype": dtype, "maskgit": sampler}
         for ar in ("ar-naive", "ar-cached"):
@@ -162,10 +171,9 @@ def settings_from_args(**kwargs) -> BenchSettings:
     for name in ("grids", "batches"):
         if not getattr(settings, name) or min(getattr(settings, name)) < 1:
             raise ValueError(f"--{name} needs positive integers, got {getattr(settings, name)}")
-    bad = [s for s in settings.samplers if s not in ("ar-cached", "ar-naive")
-           and not (s.startswith("maskgit-") and s[8:].isdigit() and int(s[8:]) > 0)]
+    bad = [s for s in settings.samplers if not _parses(s)]
     if bad or not settings.samplers:
-        raise ValueError(f"unknown sampler(s) {bad}; use maskgit-T (T steps), ar-cached, ar-naive")
+        raise ValueError(f"unknown sampler(s) {bad}; use {BENCH_SAMPLER_HELP}")
     bad = [d for d in settings.dtypes if d not in ("float32", "bfloat16", "float16")]
     if bad or not settings.dtypes:
         raise ValueError(f"unknown dtype(s) {bad}; use float32, bfloat16, float16")
