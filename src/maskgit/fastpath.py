@@ -243,16 +243,8 @@ def _weights_key(model: torch.nn.Module) -> tuple:
 
 @torch.no_grad()
 def inference_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """The network to sample with in `dtype`: `model` itself for float32, else a copy made for inference.
-
-    The copy holds every weight in `dtype` except the LayerNorms' (float32: their statistics are computed in
-    float32 and they return `dtype`), fuses each attention's q/k/v into one (3D, D) matmul, and uses the attention
-    kernel that `attention_kernel` measured fastest; on a CPU in bf16 its Linears are oneDNN-packed with the
-    GELU fused into the matmul before it (`PackedLinear`). It is cached on `model` and rebuilt when its weights
-    change.
-    """
-    from .transformer import Attention
-
+    """The network to sample with in `dtype`: `model` itself for float32, else `build_inference_copy(model, dtype)`,
+    cached on `model` and rebuilt when its weights change."""
     if dtype == torch.float32:
         return model
     cache = model.__dict__.setdefault("_maskgit_inference", _Cache())
@@ -260,6 +252,23 @@ def inference_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Modul
     if dtype in cache and cache[dtype][0] == key:
         return cache[dtype][1]
     cache.pop(dtype, None)  # free the stale copy before making the new one
+    cache[dtype] = (key, build_inference_copy(model, dtype))
+    return cache[dtype][1]
+
+
+@torch.no_grad()
+def build_inference_copy(model: torch.nn.Module, dtype: torch.dtype, *, fuse_qkv: bool = True,
+                         pack_linears: bool = True, kernel: str | None = None) -> torch.nn.Module:
+    """A copy of a `MaskGITTransformer` made for reduced-precision inference (each part can be left out, for the
+    kernel ablation in benchmarks/kernels.py).
+
+    Every weight is cast once to `dtype` except the LayerNorms' (float32: their statistics are computed in float32
+    and they return `dtype`); `fuse_qkv` puts each attention's q/k/v into one (3D, D) matmul; `pack_linears`, on a
+    CPU in bf16, swaps the Linears for oneDNN-packed ones with the GELU fused into the matmul before it
+    (`PackedLinear`); `kernel` is the attention kernel (None: the one `attention_kernel` measures fastest).
+    """
+    from .transformer import Attention
+
     fast = copy.deepcopy(model).eval()  # its caches start empty (`_Cache`)
     for module in fast.modules():
         if isinstance(module, torch.nn.LayerNorm):
@@ -267,19 +276,20 @@ def inference_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Modul
         for name, param in module.named_parameters(recurse=False):
             setattr(module, name, torch.nn.Parameter(param.to(dtype), requires_grad=False))
     cfg, device = model.config, next(model.parameters()).device
-    kernel = attention_kernel(device.type, dtype, cfg.seq_len, cfg.num_heads, cfg.hidden_size // cfg.num_heads)
+    if kernel is None:
+        kernel = attention_kernel(device.type, dtype, cfg.seq_len, cfg.num_heads, cfg.hidden_size // cfg.num_heads)
     for module in fast.modules():
         if isinstance(module, Attention):
-            fused = torch.nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, device=device, dtype=dtype)
-            projections = (module.query, module.key, module.value)
-            fused.weight.copy_(torch.cat([p.weight for p in projections]))
-            fused.bias.copy_(torch.cat([p.bias for p in projections]))
-            module.fused_qkv = fused
-            module.query = module.key = module.value = None  # the fused copy replaces them
             module.kernel = kernel
-    if device.type == "cpu" and dtype == torch.bfloat16 and packed_linear_works():
+            if fuse_qkv:
+                fused = torch.nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, device=device, dtype=dtype)
+                projections = (module.query, module.key, module.value)
+                fused.weight.copy_(torch.cat([p.weight for p in projections]))
+                fused.bias.copy_(torch.cat([p.bias for p in projections]))
+                module.fused_qkv = fused
+                module.query = module.key = module.value = None  # the fused copy replaces them
+    if pack_linears and device.type == "cpu" and dtype == torch.bfloat16 and packed_linear_works():
         _pack_linears(fast, rows_hint=8 * cfg.seq_len)
-    cache[dtype] = (key, fast)
     return fast
 
 
