@@ -32,12 +32,10 @@ import torch
 from maskgit import MaskGIT
 from maskgit.atomic import write_json_atomic
 from maskgit.evaluation.features import load_extractor
-from maskgit.evaluation.frechet import feature_statistics
-from maskgit.evaluation.image_sets import to_uint8_nhwc
 from maskgit.evaluation.metrics import score_features
-from maskgit.evaluation.report import dataset_tensors
 from maskgit.evaluation.sample_dump import balanced_labels, chunk_ranges, generate_samples
 from maskgit.fastpath import resolve_dtype
+from sampling_studies import judge_reference
 
 SAMPLERS = {"confidence": None, "halton": "arccos"}  # sampler -> schedule (None: the model's)
 STEPS = [4, 6, 8, 12, 16]
@@ -171,15 +169,12 @@ def main() -> None:
     out = args.out_dir / f"sampler-frontier-{args.stage}-{args.reference}.json"
     pipe = MaskGIT.from_pretrained(args.model)
     extractor = load_extractor("classifier:fashion-mnist-classifier")
-    real_x, _ = dataset_tensors("fashion-mnist", args.reference)
-    ref_feats, _ = extractor(to_uint8_nhwc(real_x), progress=False)
-    mu, sigma = feature_statistics(ref_feats)
-    reference = {"mu": mu, "sigma": sigma, "features": ref_feats}
+    reference = judge_reference(extractor, args.reference)
     labels = balanced_labels(pipe.transformer.config.num_classes, args.num_per_class)
     result = json.loads(out.read_text()) if out.is_file() else {}
     dtype = str(resolve_dtype("auto", "cpu")).removeprefix("torch.")
     result.update({"stage": args.stage, "model": args.model, "reference": f"Fashion-MNIST {args.reference} split "
-                   f"({len(real_x):,} images)", "num_images_per_cell": len(labels), "defaults": vars(pipe.sampling),
+                   f"({len(reference['features']):,} images)", "num_images_per_cell": len(labels), "defaults": vars(pipe.sampling),
                    "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": dtype,
                                "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__},
                    "command": "python benchmarks/sampler_frontier.py " + " ".join(sys.argv[1:]),

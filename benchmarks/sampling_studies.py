@@ -124,14 +124,19 @@ def real_floor(extractor, reference: dict, count: int, seed: int, split: str = "
     return score_features(feats, probs, train_y[picked].numpy(), reference, agreement=True)
 
 
+def judge_reference(extractor, split: str) -> dict:
+    """The judge's features of a Fashion-MNIST split and their statistics, as `score_features` takes them."""
+    real_x, _ = dataset_tensors("fashion-mnist", split)
+    feats, _ = extractor(to_uint8_nhwc(real_x), progress=False)
+    mu, sigma = feature_statistics(feats)
+    return {"mu": mu, "sigma": sigma, "features": feats}
+
+
 def floor_spread(count: int, draws: int = 20, first_seed: int = 1) -> dict:
     """Mean and standard deviation of the real floor's metrics over `draws` random real sets of `count`
     images: the sampling noise of a cell's numbers at this sample count."""
     extractor = load_extractor("classifier:fashion-mnist-classifier")
-    test_x, _ = dataset_tensors("fashion-mnist", "test")
-    ref_feats, _ = extractor(to_uint8_nhwc(test_x), progress=False)
-    mu, sigma = feature_statistics(ref_feats)
-    reference = {"mu": mu, "sigma": sigma, "features": ref_feats}
+    reference = judge_reference(extractor, "test")
     scores = [real_floor(extractor, reference, count, seed) for seed in range(first_seed, first_seed + draws)]
     keys = ("frechet_distance", "precision", "recall", "class_agreement")
     if draws == 1:
@@ -194,10 +199,7 @@ def main() -> None:
     pipe = MaskGIT.from_pretrained(args.model)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     extractor = load_extractor("classifier:fashion-mnist-classifier")
-    test_x, _ = dataset_tensors("fashion-mnist", args.reference)
-    ref_feats, ref_probs = extractor(to_uint8_nhwc(test_x), progress=False)
-    mu, sigma = feature_statistics(ref_feats)
-    reference = {"mu": mu, "sigma": sigma, "features": ref_feats}
+    reference = judge_reference(extractor, args.reference)
     labels = balanced_labels(pipe.transformer.config.num_classes, args.num_per_class)
     result = json.loads(out.read_text()) if out.is_file() else {}
     if result.get("num_per_class") not in (None, args.num_per_class) or result.get("seed") not in (None, args.seed):
@@ -208,7 +210,7 @@ def main() -> None:
     result.update({"study": args.study, "model": args.model, "num_per_class": args.num_per_class,
                    "num_images_per_cell": len(labels), "seed": args.seed, "defaults": vars(pipe.sampling),
                    "features": extractor.describe(), "reference_split": args.reference,
-                   "reference": f"Fashion-MNIST {args.reference} split, {len(test_x):,} images",
+                   "reference": f"Fashion-MNIST {args.reference} split, {len(reference['features']):,} images",
                    "k": 3, "command": "python benchmarks/sampling_studies.py " + " ".join(sys.argv[1:])})
     floor_split = "train" if args.reference == "val" else "trainval"  # real images the model may have seen
     result.setdefault("real_floor", real_floor(extractor, reference, len(labels), args.seed, floor_split))
