@@ -245,3 +245,22 @@ def test_named_sampling_presets_and_bad_settings(tmp_path):
         pipe.generate([0], cheap_passes=1, compile=True)
     saved = pipe.save_pretrained(tmp_path / "m")
     assert MaskGIT.from_pretrained(saved).sampling_presets == pipe.sampling_presets
+
+
+def test_power_cosine_guidance_follows_the_step_and_decode_passes_it():
+    labels = torch.tensor([0])
+    cond, uncond = torch.ones(1, 4, K), torch.zeros(1, 4, K)
+
+    def model_fn(tokens, y, rows=None):
+        return torch.cat([cond, uncond]) if rows is None else torch.cat([cond, uncond])[rows]
+
+    fn = guided_logits_fn(model_fn, labels, mask_id=MASK, null_label=1, guidance_scale=4.0,
+                          guidance_schedule="power-cosine", guidance_exponent=2.0)
+    tokens = torch.full((1, 4), MASK)  # nothing decided: a decided-fraction rule would give 0
+    got = fn(tokens, step_progress=0.5)
+    assert got[0, 0, 0].item() == pytest.approx(1 + 4.0 * (1 - math.cos(math.pi * 0.25)) / 2)
+    seen = []
+    fn_spy = lambda tokens, rows=None, step_progress=None: seen.append(step_progress) or random_logits(tokens, rows)  # noqa: E731
+    fn_spy.takes_step_progress = True
+    decode(fn_spy, torch.full((1, 16), MASK), mask_id=MASK, steps=4, generator=torch.Generator().manual_seed(0))
+    assert seen == [0.25, 0.5, 0.75, 1.0]

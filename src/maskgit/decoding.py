@@ -202,9 +202,11 @@ def decode(
             if t == steps - 1:
                 decided = unknown_at_start  # gamma is clipped at 1e-6, not 0: the last step decides the rest
             now = unknown & (order < decided.unsqueeze(-1))  # (B, N): the positions decided at this step
-            logits = _call(logits_fn, current, now, unknown_rows_only)
-            tau = temperature_at(t, steps, temperature, temperature_end)
-            current = _sample(logits / tau if tau != 1.0 else logits, current, now, generator, unknown_rows_only)[0]
+            if now.any():  # with fewer unknown tokens than steps (editing), a step may decide none
+                logits = _call(logits_fn, current, now, unknown_rows_only, (t + 1) / steps)
+                tau = temperature_at(t, steps, temperature, temperature_end)
+                current = _sample(logits / tau if tau != 1.0 else logits, current, now, generator,
+                                  unknown_rows_only)[0]
         if return_history:
             history.append(current)
     if return_history:
@@ -212,9 +214,12 @@ def decode(
     return current
 
 
-def _call(logits_fn: LogitsFn, current: torch.Tensor, rows: torch.Tensor, rows_only: bool) -> torch.Tensor:
-    """Logits from `logits_fn`, float32: (M, K) at `rows` with `rows_only`, else (B, N, K); shapes checked."""
-    logits = (logits_fn(current, rows) if rows_only else logits_fn(current)).float()
+def _call(logits_fn: LogitsFn, current: torch.Tensor, rows: torch.Tensor, rows_only: bool,
+          step_progress: float) -> torch.Tensor:
+    """Logits from `logits_fn`, float32: (M, K) at `rows` with `rows_only`, else (B, N, K); shapes checked.
+    A callable marked `takes_step_progress` (`guided_logits_fn`) also gets the step's r = (t + 1) / T."""
+    extra = {"step_progress": step_progress} if getattr(logits_fn, "takes_step_progress", False) else {}
+    logits = (logits_fn(current, rows, **extra) if rows_only else logits_fn(current, **extra)).float()
     expected = (int(rows.sum()),) if rows_only else tuple(current.shape)
     if logits.shape[:-1] != expected:
         raise ValueError(f"logits_fn returned {tuple(logits.shape)}, expected {(*expected, 'K')}")
@@ -233,7 +238,7 @@ def _confidence_step(logits_fn: LogitsFn, current: torch.Tensor, unknown: torch.
                      t: int, steps: int, r_t: torch.Tensor, schedule: str, choice_temperature: float, tau: float,
                      mask_id: int, generator: GeneratorArg, rows_only: bool) -> torch.Tensor:
     """One step of the official sampler: sample every unknown token, re-mask the n least confident (noisy)."""
-    logits = _call(logits_fn, current, unknown, rows_only)
+    logits = _call(logits_fn, current, unknown, rows_only, (t + 1) / steps)
     if tau != 1.0:
         logits = logits / tau
     sampled, log_conf = _sample(logits, current, unknown, generator, rows_only)  # (B, N) each
@@ -264,7 +269,7 @@ def _halton_ordinals(unknown: torch.Tensor, generator: GeneratorArg) -> torch.Te
 
 def guidance_scale_at(guidance_scale: float, guidance_schedule: str, progress: torch.Tensor,
                       guidance_exponent: float = 2.75) -> torch.Tensor:
-    """Guidance scale at decoding progress p = t/T (the fraction of tokens decided, per sample; SPEC 4b).
+    """Guidance scale at decoding progress p in [0, 1] (SPEC 4b; `guided_logits_fn` says which progress).
 
     `constant` keeps the scale w; `linear` ramps it as w * p; `power-cosine` (MDT, TiTok, MaskBit) as
     w * (1 - cos(pi * p^exponent)) / 2, from 0 to w, staying low for longer as the exponent grows.
@@ -313,14 +318,20 @@ def guided_logits_fn(
     if null_label is None:
         raise ValueError("guidance needs a model trained with a null class (TransformerConfig.null_class=True)")
 
-    def logits_fn(tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def logits_fn(tokens: torch.Tensor, rows: torch.Tensor | None = None, step_progress: float | None = None):
         both_labels = torch.cat([labels, torch.full_like(labels, null_label)])
         both = model_fn(torch.cat([tokens, tokens]), both_labels) if rows is None else \
             model_fn(torch.cat([tokens, tokens]), both_labels, rows=torch.cat([rows, rows]))
         cond, uncond = both.float().chunk(2)  # row-major selection: the first half of the rows is the first batch
-        progress = (tokens != mask_id).float().mean(-1)  # (B,)
+        # power-cosine follows the step, r = (t + 1) / T (as MDT, TiTok and MaskBit); linear the fraction of
+        # tokens decided (this library's earlier rule, which the bundled model's defaults were chosen with)
+        if guidance_schedule == "power-cosine" and step_progress is not None:
+            progress = torch.full((len(tokens),), step_progress, device=tokens.device)
+        else:
+            progress = (tokens != mask_id).float().mean(-1)  # (B,)
         scale = guidance_scale_at(guidance_scale, guidance_schedule, progress, guidance_exponent)
         scale = scale[:, None, None] if rows is None else scale.repeat_interleave(rows.sum(-1))[:, None]
         return cond + scale * (cond - uncond)
 
+    logits_fn.takes_step_progress = True  # `decode` passes step_progress=(t + 1) / T
     return logits_fn

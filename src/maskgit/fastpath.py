@@ -163,7 +163,8 @@ def attention_kernel(device_type: str, dtype: torch.dtype, seq_len: int, heads: 
 
     if device_type != "cpu" or dtype == torch.float32:
         return "sdpa"
-    q, k, v = (torch.randn(batch, heads, seq_len, head_dim).to(dtype) for _ in range(3))
+    g = torch.Generator().manual_seed(0)  # the global RNG is the user's: leave it alone
+    q, k, v = (torch.randn(batch, heads, seq_len, head_dim, generator=g).to(dtype) for _ in range(3))
 
     def seconds(kernel: str) -> float:
         attention(q, k, v, kernel)  # warm-up
@@ -218,8 +219,9 @@ def _pack_linears(network: torch.nn.Module, rows_hint: int) -> None:
 def packed_linear_works() -> bool:
     """Whether this PyTorch build runs oneDNN's packed bf16 linear, with the same result as F.linear."""
     try:
-        linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
-        x = torch.randn(5, 64).to(torch.bfloat16)
+        with torch.random.fork_rng(devices=[]):  # the global RNG is the user's: leave it alone
+            linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
+            x = torch.randn(5, 64).to(torch.bfloat16)
         with torch.no_grad():
             fused = PackedLinear(linear, 8, gelu=True)(x)
             return torch.allclose(fused.float(), torch.nn.functional.gelu(linear(x), approximate="tanh").float(),
@@ -242,18 +244,19 @@ def _weights_key(model: torch.nn.Module) -> tuple:
 
 
 @torch.no_grad()
-def inference_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+def inference_copy(model: torch.nn.Module, dtype: torch.dtype, *, pack_linears: bool = True) -> torch.nn.Module:
     """The network to sample with in `dtype`: `model` itself for float32, else `build_inference_copy(model, dtype)`,
-    cached on `model` and rebuilt when its weights change."""
+    cached on `model` and rebuilt when its weights change (parameters replaced, moved, or updated in place through
+    autograd-visible ops such as optimizer steps and `load_state_dict`; writes through `param.data` are not seen)."""
     if dtype == torch.float32:
         return model
     cache = model.__dict__.setdefault("_maskgit_inference", _Cache())
-    key = _weights_key(model)
-    if dtype in cache and cache[dtype][0] == key:
-        return cache[dtype][1]
-    cache.pop(dtype, None)  # free the stale copy before making the new one
-    cache[dtype] = (key, build_inference_copy(model, dtype))
-    return cache[dtype][1]
+    key, slot = _weights_key(model), (dtype, pack_linears)
+    if slot in cache and cache[slot][0] == key:
+        return cache[slot][1]
+    cache.pop(slot, None)  # free the stale copy before making the new one
+    cache[slot] = (key, build_inference_copy(model, dtype, pack_linears=pack_linears))
+    return cache[slot][1]
 
 
 @torch.no_grad()
@@ -262,17 +265,19 @@ def build_inference_copy(model: torch.nn.Module, dtype: torch.dtype, *, fuse_qkv
     """A copy of a `MaskGITTransformer` made for reduced-precision inference (each part can be left out, for the
     kernel ablation in benchmarks/kernels.py).
 
-    Every weight is cast once to `dtype` except the LayerNorms' (float32: their statistics are computed in float32
-    and they return `dtype`); `fuse_qkv` puts each attention's q/k/v into one (3D, D) matmul; `pack_linears`, on a
+    Every weight is cast once to `dtype` except, on the CPU, the LayerNorms' (float32; their statistics are computed
+    in float32 on every device, and they return `dtype`); `fuse_qkv` puts each attention's q/k/v into one (3D, D) matmul; `pack_linears`, on a
     CPU in bf16, swaps the Linears for oneDNN-packed ones with the GELU fused into the matmul before it
     (`PackedLinear`); `kernel` is the attention kernel (None: the one `attention_kernel` measures fastest).
     """
     from .transformer import Attention
 
     fast = copy.deepcopy(model).eval()  # its caches start empty (`_Cache`)
+    cpu = next(model.parameters()).device.type == "cpu"
     for module in fast.modules():
-        if isinstance(module, torch.nn.LayerNorm):
-            continue
+        if isinstance(module, torch.nn.LayerNorm) and cpu:
+            continue  # the CPU kernel takes float32 weights with a bf16 input; CUDA's wants one dtype (and
+            # accumulates the statistics in float32 either way)
         for name, param in module.named_parameters(recurse=False):
             setattr(module, name, torch.nn.Parameter(param.to(dtype), requires_grad=False))
     cfg, device = model.config, next(model.parameters()).device
@@ -300,8 +305,9 @@ def fast_forward(model: torch.nn.Module, dtype: torch.dtype, *, compile: bool = 
     in a CUDA graph; on CPU inductor freezes the weights (constant-folded, pre-packed for oneDNN). The compiled
     module is cached on the network, so repeated calls compile once.
     """
-    network = inference_copy(model, dtype)
-    device = next(network.parameters()).device
+    device = next(model.parameters()).device
+    # inductor's weight freezing packs the weights itself: compile the unpacked copy
+    network = inference_copy(model, dtype, pack_linears=not (compile and device.type == "cpu"))
     if device.type == "cpu":
         keep_freed_memory()
     if compile:

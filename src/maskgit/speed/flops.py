@@ -101,7 +101,9 @@ def pass_rows(num_tokens: int, steps: int, sampler: str = "maskgit", schedule: s
     decided = [0] + decoded_per_step(num_tokens, steps, sampler, schedule)  # decided[t]: before step t
     rows, last_full = [], 0
     for t in range(steps):
-        needed = (decided[t + 1] - decided[t]) if sampler == "halton" else num_tokens - decided[t]
+        # logits needed: halton, the positions decided now (given as rows to a head at the unknown only; without
+        # rows, a cheap pass recomputes every unknown position); confidence, every unknown position
+        needed = (decided[t + 1] - decided[t]) if sampler == "halton" and head_at_unknown else num_tokens - decided[t]
         head = needed if head_at_unknown else num_tokens
         if cheap_passes == 0 or t % (cheap_passes + 1) == 0:
             last_full = t
