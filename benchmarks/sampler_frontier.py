@@ -12,8 +12,8 @@ annealed from 1.0 to 0.7 (see SAMPLERS). Each cell generates 100
 images of each class (1,000) with per-image seeds (as `maskgit sample-dump`) and reports the seconds the
 generation took (transformer and tokenizer decoder; scoring not timed) per 1,000 images, and the judge
 classifier's Frechet distance, precision / recall (k = 3) and class agreement against the reference split.
-`timing` times every screened cell again on one batch of 250 images (per 1,000: x 4), round-robin, best of two, on
-an otherwise idle machine, so that the frontier is not drawn from a screen run that shared the CPU.
+`timing` times every screened cell again on one batch of 250 images (per 1,000: x 4), round-robin, on
+an otherwise idle machine (one round: 100 cells take ~15 min on 2 cores), so that the frontier is not drawn from a screen run that shared the CPU.
 `seeds` reruns the cells on the screen's FD and the timing stage's seconds frontier and the default at seeds 0-2
 and picks `fast`: the fastest whose mean FD is at most the default's mean + one standard deviation and whose
 agreement is >= 0.93 (the JSON says whether it takes at most half the default's seconds). Cells already in the output JSON are skipped (a killed run resumes).
@@ -88,7 +88,7 @@ def run_cell(pipe, extractor, reference: dict, labels: np.ndarray, cell: dict, s
             "seconds_per_1000": round(seconds * 1000 / len(labels), 2)}
 
 
-def time_cells(pipe, labels: np.ndarray, result: dict, out: Path, rounds: int = 2, batch: int = 250) -> None:
+def time_cells(pipe, labels: np.ndarray, result: dict, out: Path, rounds: int = 1, batch: int = 250) -> None:
     """Seconds per 1,000 images of every screened cell, from one batch of `batch` images, best of `rounds`
     round-robin passes (a slow phase of the machine hits every cell alike)."""
     screen = json.loads((out.parent / out.name.replace("timing", "screen")).read_text())
@@ -188,6 +188,14 @@ def plot(result: dict, path: Path) -> None:
     for g, m in markers.items():
         ax.scatter([], [], marker=m, color="black", label=f"guidance {g}")
     ax.scatter([], [], facecolors="none", edgecolors="black", label="halton at the model's temperature 1.2")
+    default = next((r for r in rows if same(r, result["default"])), None)
+    if default is not None:  # cells far worse than the default (e.g. constant guidance) would squash the rest
+        top = 3 * value(default, "frechet_distance")
+        clipped = sum(value(r, "frechet_distance") > top for r in rows)
+        ax.set_ylim(0, top)
+        if clipped:
+            ax.text(0.01, 0.98, f"{clipped} cells with FD > {top:.1f} not shown", transform=ax.transAxes,
+                    va="top", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(f"seconds per 1,000 images ({result['machine']['cpu']}, {result['machine']['dtype']})")
     ax.set_ylabel(f"FD of the judge's features (vs {result['reference']})")
@@ -254,6 +262,7 @@ def main() -> None:
         else:
             chosen = json.loads((args.out_dir / "sampler-frontier-seeds-val.json").read_text())
             cells = [chosen[name] for name in args.cells.split(",")]
+            result["fast"] = chosen.get("fast")  # marked in the table and chart
         cells = [c for i, c in enumerate(cells) if not any(same(c, d) for d in cells[:i])]
         todo = [({k: c[k] for k in KEYS}, s) for s in range(args.seeds) for c in cells]
     generate_samples(pipe, range(8), labels, seed=0)  # warm-up: inference copy, kernel choice, allocator
