@@ -41,7 +41,8 @@ def run_variant(index: int, preset: str, batch: int, repeats: int) -> dict:
 
     import torch
 
-    from maskgit.config import TRANSFORMER_PRESETS, preset as get_preset
+    from maskgit.config import TRANSFORMER_PRESETS
+    from maskgit.config import preset as get_preset
     from maskgit.fastpath import build_inference_copy, keep_freed_memory, matmul_flops_per_s
     from maskgit.speed.flops import sampler_cost
     from maskgit.transformer import Attention, MaskGITTransformer

@@ -12,12 +12,14 @@ annealed from 1.0 to 0.7 (see SAMPLERS). Each cell generates 100
 images of each class (1,000) with per-image seeds (as `maskgit sample-dump`) and reports the seconds the
 generation took (transformer and tokenizer decoder; scoring not timed) per 1,000 images, and the judge
 classifier's Frechet distance, precision / recall (k = 3) and class agreement against the reference split.
-`timing` times every screened cell again on one batch of 250 images (per 1,000: x 4), round-robin, on
-an otherwise idle machine (one round: 100 cells take ~15 min on 2 cores), so that the frontier is not drawn from a screen run that shared the CPU.
+`timing` times every screened cell again on one batch of 250 images (per 1,000: x 4), round-robin, on an
+otherwise idle machine (one round: 100 cells take ~15 min on 2 cores), so that the frontier is not drawn from
+a screen run that shared the CPU.
 `seeds` reruns the cells on the screen's FD and the timing stage's seconds frontier and the default at seeds 0-2
 and picks `fast`: the fastest whose mean FD is at most the default's mean + one standard deviation and whose
-agreement is >= 0.93 (the JSON says whether it takes at most half the default's seconds). Cells already in the output JSON are skipped (a killed run resumes).
-Writes benchmarks/results/sampler-frontier-<stage>-<reference>.{json,png}.
+agreement is >= 0.93 (the JSON says whether it takes at most half the default's seconds). Cells already in
+the output JSON are skipped (a killed run resumes). Writes
+benchmarks/results/sampler-frontier-<stage>-<reference>.{json,png,md}.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sampling_studies import judge_reference
 
 from maskgit import MaskGIT
 from maskgit.atomic import write_json_atomic
@@ -39,7 +42,6 @@ from maskgit.evaluation.features import load_extractor
 from maskgit.evaluation.metrics import score_features
 from maskgit.evaluation.sample_dump import balanced_labels, chunk_ranges, generate_samples
 from maskgit.fastpath import resolve_dtype
-from sampling_studies import judge_reference
 
 # sampler -> (schedule, temperature, temperature_end); None: the model's. Halton samples every decided token with
 # no confidence filter, so it needs a cooler, annealed softmax (its reference anneals it too): at the model's 1.2
@@ -143,8 +145,8 @@ def table(result: dict) -> str:
     rows = result.get("summaries") or result["rows"]
     fmt = (lambda r, k, d: f"{r[k]['mean']:.{d}f} +- {r[k]['std']:.{d}f}") if result.get("summaries") else \
         (lambda r, k, d: f"{r[k]:.{d}f}")
-    lines = ["| sampler | schedule | temperature | steps | cheap passes | guidance | s / 1,000 images | FD | precision | "
-             "recall | agreement |", "|" + "---|" * 11]
+    lines = ["| sampler | schedule | temperature | steps | cheap passes | guidance | s / 1,000 images | FD | "
+             "precision | recall | agreement |", "|" + "---|" * 11]
     for r in sorted(rows, key=lambda r: r["seconds_per_1000"]["mean"] if result.get("summaries") else
                     r["seconds_per_1000"]):
         temp = f"{r['temperature']}" + (f" -> {r['temperature_end']}" if r.get("temperature_end") else "")
@@ -242,7 +244,8 @@ def main() -> None:
     result = json.loads(out.read_text()) if out.is_file() else {}
     dtype = str(resolve_dtype("auto", "cpu")).removeprefix("torch.")
     result.update({"stage": args.stage, "model": args.model, "reference": f"Fashion-MNIST {args.reference} split "
-                   f"({len(reference['features']):,} images)", "num_images_per_cell": len(labels), "defaults": vars(pipe.sampling),
+                   f"({len(reference['features']):,} images)", "num_images_per_cell": len(labels),
+                   "defaults": vars(pipe.sampling),
                    "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": dtype,
                                "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__},
                    "command": "python benchmarks/sampler_frontier.py " + " ".join(sys.argv[1:]),

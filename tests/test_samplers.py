@@ -10,8 +10,7 @@ import torch
 
 from maskgit.cached_passes import CachedPasses
 from maskgit.config import TransformerConfig
-from maskgit.decoding import (decode, guidance_scale_at, guided_logits_fn, halton_order, radical_inverse,
-                              temperature_at)
+from maskgit.decoding import decode, guidance_scale_at, guided_logits_fn, halton_order, radical_inverse, temperature_at
 from maskgit.fastpath import inference_copy
 from maskgit.schedules import mask_ratio
 from maskgit.transformer import MaskGITTransformer

@@ -203,7 +203,7 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 def _pack_linears(network: torch.nn.Module, rows_hint: int) -> None:
     """Swap every Linear of a bf16 CPU `network` for a PackedLinear, the GELU after it fused where it has one."""
-    from .transformer import Mlp, MlmLayer
+    from .transformer import MlmLayer, Mlp
 
     for module in list(network.modules()):
         if isinstance(module, (Mlp, MlmLayer)):
@@ -266,9 +266,10 @@ def build_inference_copy(model: torch.nn.Module, dtype: torch.dtype, *, fuse_qkv
     kernel ablation in benchmarks/kernels.py).
 
     Every weight is cast once to `dtype` except, on the CPU, the LayerNorms' (float32; their statistics are computed
-    in float32 on every device, and they return `dtype`); `fuse_qkv` puts each attention's q/k/v into one (3D, D) matmul; `pack_linears`, on a
-    CPU in bf16, swaps the Linears for oneDNN-packed ones with the GELU fused into the matmul before it
-    (`PackedLinear`); `kernel` is the attention kernel (None: the one `attention_kernel` measures fastest).
+    in float32 on every device, and they return `dtype`); `fuse_qkv` puts each attention's q/k/v into one (3D, D)
+    matmul; `pack_linears`, on a CPU in bf16, swaps the Linears for oneDNN-packed ones with the GELU fused into the
+    matmul before it (`PackedLinear`); `kernel` is the attention kernel (None: the one `attention_kernel` measures
+    fastest).
     """
     from .transformer import Attention
 

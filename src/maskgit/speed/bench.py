@@ -19,11 +19,11 @@ from typing import Callable
 import torch
 
 from ..baselines.autoregressive import sample_autoregressive
+from ..cached_passes import CachedPasses
 from ..config import TransformerConfig
 from ..decoding import decode, guided_logits_fn
 from ..fastpath import autocast, fast_forward, head_at_unknown_only, inference_copy, matmul_flops_per_s, synchronize
 from ..transformer import MaskGITTransformer
-from ..cached_passes import CachedPasses
 from .flops import parse_sampler, sampler_cost
 
 
