@@ -237,7 +237,8 @@ class MaskGIT(nn.Module):
                 raise ValueError("cheap_passes change the network's input shapes every step: sample them without "
                                  "compile")
             network = CachedPasses(inference_copy(self.transformer, compute_dtype), s.cheap_passes)
-            keep_freed_memory() if self.device.type == "cpu" else None
+            if self.device.type == "cpu":
+                keep_freed_memory()  # as fast_forward does
         else:
             network = fast_forward(self.transformer, compute_dtype, compile=compile)
         logits_fn = guided_logits_fn(network, labels, mask_id=cfg.mask_id, null_label=cfg.null_label,
