@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import torch
+from reporting import STEM_HELP, pyplot, save_figure, write_results
 
-from maskgit.atomic import write_bytes_atomic, write_json_atomic
 from maskgit.evaluation.sample_dump import balanced_labels, sample_generators
 from maskgit.outputs import check_writable
 from maskgit.pipeline import MaskGIT
@@ -112,29 +112,22 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = result["models"]
     names = list(rows)
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    fig, axes = pyplot().subplots(1, 4, figsize=(15, 3.6))
     for ax, key, title in zip(axes, ("frechet_distance", "precision", "recall", "cas_top1"),
                               ("Frechet distance (lower is better)", "precision", "recall", "CAS top-1")):
         ax.bar(names, [rows[n][key] for n in names], color=["tab:blue", "tab:orange"][: len(names)])
         ax.set_title(title)
     fig.suptitle(f"Fashion-MNIST, {result['num_images']} samples per model vs the 10k test images (judge features)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--maskgit", default="fashion-mnist", help="the MaskGIT model (default: the bundled one)")
     parser.add_argument("--ar", required=True, help="the autoregressive model (a `maskgit train` run's final/)")
-    parser.add_argument("--out", type=Path, required=True, help="result stem: writes .json, .md and .png")
+    parser.add_argument("--out", type=Path, required=True, help=STEM_HELP)
     parser.add_argument("--work", type=Path, default=Path("/tmp/maskgit-ar-vs-maskgit"),
                         help="dumps and reference batches (reused when present)")
     parser.add_argument("--num-per-class", type=int, default=1000)
@@ -165,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                           "threads": args.threads, "platform": platform.platform()},
               "command": " ".join(sys.argv)}
-    write_json_atomic(paths[".json"], result)
-    write_bytes_atomic(paths[".md"], table(result).encode())
-    plot(result, paths[".png"])
-    print(table(result))
+    write_results(paths[".json"], result, table(result), lambda png: plot(result, png))
     return 0
 
 

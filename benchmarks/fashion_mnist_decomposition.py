@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-from maskgit.atomic import write_bytes_atomic, write_json_atomic
+from reporting import add_result_args, pyplot, result_files, save_figure, write_results
+
 from maskgit.evaluation.decomposition import SETS, decompose
 from maskgit.evaluation.report import check_data, load_judge, model_data
-from maskgit.outputs import result_paths
 
 LABELS = {"real_train": "real train images", "recon_train": "their reconstructions (tokenizer floor)",
           "recon_test": "reconstructions of the real set (paired)", "samples": "samples"}
@@ -69,15 +69,11 @@ def before_after(before: dict, after: dict, labels: tuple[str, str] = ("before",
 
 
 def plot(result: dict, class_names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     sets = [n for n in ("real_train", "recon_train", "samples") if n in result["sets"]]
     x = np.arange(len(class_names))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = pyplot().subplots(1, 2, figsize=(13, 4.2))
     for i, name in enumerate(sets):
         per = result["sets"][name]["per_class"]
         axes[0].bar(x + (i - 1) * 0.27, [per[c]["frechet_to_real"] for c in range(len(class_names))], 0.27,
@@ -94,9 +90,7 @@ def plot(result: dict, class_names: list[str], path: Path) -> None:
                                                     f"{s['choice_temperature']}, guidance {s['guidance_scale']}")
     fig.suptitle(f"{result.get('tokenizer') or result['model']}: {result['num_per_class']} per class vs the "
                  f"{result['split']} split ({settings})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance-schedule", choices=("constant", "linear"))
     parser.add_argument("--before", type=Path, default=None,
                         help="an earlier decomposition JSON (same split, count and seed): adds a before / after table")
-    parser.add_argument("--out", type=Path, required=True, help="result stem: writes .json, .md and .png")
-    parser.add_argument("--overwrite", action="store_true")
+    add_result_args(parser)
     args = parser.parse_args(argv)
     sampling = {k: v for k in ("steps", "schedule", "temperature", "choice_temperature", "guidance_scale",
                                "guidance_schedule") if (v := getattr(args, k)) is not None}
@@ -125,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tokenizer scores the tokenizer alone: sampling options do not apply")
     from maskgit.pipeline import MaskGIT
 
-    out, png = result_paths(args.out.with_suffix(".json"), args.overwrite)
+    out, _ = result_files(args.out, args.overwrite)
     before = None
     if args.before is not None:
         import json
@@ -153,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         compared = before_after(before, result, (args.before.stem, args.out.stem))
         result["before"] = {"file": str(args.before), "table": compared}
         text = f"Before: `{args.before}`; after: this run.\n\n{compared}\n{text}"
-    write_json_atomic(out, result)
-    write_bytes_atomic(out.with_suffix(".md"), text.encode())
-    plot(result, names, png)
-    print(text)
+    write_results(out, result, text, lambda png: plot(result, names, png))
     return 0
 
 

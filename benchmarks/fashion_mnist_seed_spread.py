@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import torch
+from reporting import add_result_args, pyplot, result_files, save_figure, write_results
 
-from maskgit.atomic import write_bytes_atomic, write_json_atomic
 from maskgit.evaluation.classifier import predict
 from maskgit.evaluation.frechet import frechet_or_none
 from maskgit.evaluation.generation import generate_per_class, score_images
 from maskgit.evaluation.report import check_data, load_judge, model_data
-from maskgit.outputs import result_paths
 
 FD_BAR = 6.25  # issue 13: at most half of v1's 12.5
 
@@ -64,12 +63,7 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for label, m in result["models"].items():
         ax.plot([r["seed"] for r in m["seeds"]], [r["frechet_to_real_test"] for r in m["seeds"]], "o-", label=label)
     real = result["real_train_frechet"]
@@ -80,9 +74,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_title("1,000 samples (100 per class) per seed, default settings")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier", default="fashion-mnist-classifier")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     parser.add_argument("--num-per-class", type=int, default=100)
-    parser.add_argument("--out", type=Path, required=True, help="result stem: writes .json, .md and .png")
-    parser.add_argument("--overwrite", action="store_true")
+    add_result_args(parser)
     args = parser.parse_args(argv)
     labels = args.labels or args.model
     if len(labels) != len(args.model):
@@ -102,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --num-per-class must be >= 1")
     from maskgit.pipeline import MaskGIT
 
-    out, png = result_paths(args.out.with_suffix(".json"), args.overwrite)
+    out, _ = result_files(args.out, args.overwrite)
     start = time.time()
     result = {"command": " ".join(["python", *sys.argv]), "num_per_class": args.num_per_class,
               "classifier": args.classifier, "models": {}}
@@ -126,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
         result["models"][label] = {"model": str(model), "sampling": pipe.sampling_settings(), "seeds": rows}
     result["seconds"] = round(time.time() - start, 1)
-    markdown = table(result)
-    write_json_atomic(out, result)
-    write_bytes_atomic(out.with_suffix(".md"), markdown.encode())
-    plot(result, png)
-    print(markdown)
+    write_results(out, result, table(result), lambda png: plot(result, png))
     return 0
 
 

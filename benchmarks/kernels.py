@@ -41,9 +41,9 @@ def run_variant(index: int, preset: str, batch: int, repeats: int) -> dict:
 
     import torch
 
-    from maskgit.config import TRANSFORMER_PRESETS
-    from maskgit.config import preset as get_preset
     from maskgit.fastpath import build_inference_copy, keep_freed_memory, matmul_flops_per_s
+    from maskgit.presets import TRANSFORMER_PRESETS
+    from maskgit.presets import preset as get_preset
     from maskgit.speed.flops import sampler_cost
     from maskgit.transformer import Attention, MaskGITTransformer
 
@@ -79,13 +79,10 @@ def run_variant(index: int, preset: str, batch: int, repeats: int) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from reporting import pyplot, save_figure
 
     rows = result["rows"]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = pyplot().subplots(figsize=(8, 4))
     colours = ["tab:blue" if r["dtype"] == "bfloat16" else "tab:grey" for r in rows]
     ax.barh([r["variant"] for r in rows][::-1], [r["fraction_of_peak"] for r in rows][::-1], color=colours[::-1])
     for i, r in enumerate(rows[::-1]):
@@ -97,9 +94,7 @@ def plot(result: dict, path: Path) -> None:
     m = result["machine"]
     ax.set_title(f"{result['preset']}, batch {result['batch']}, one forward: {m['cpu']}, {m['threads']} threads",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:

@@ -120,16 +120,9 @@ def main() -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    import io
+    from reporting import pyplot, save_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from maskgit.atomic import write_bytes_atomic
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(9, 3.5))
     labels = [f"B={r['batch']}\n{'+ decoder' if r['with_tokenizer_decoder'] else 'tokens'}" for r in result["rows"]]
     axes[0].bar(labels, [r["seconds_per_image"] for r in result["rows"]], color="tab:blue")
     axes[0].set_ylabel("seconds per image")
@@ -137,10 +130,7 @@ def plot(result: dict, path: Path) -> None:
     axes[1].set_ylabel("peak resident memory (GiB)")
     fig.suptitle(f"imagenet-256, {result['rows'][0]['steps']} steps, {result['machine']['threads']} CPU threads "
                  f"({result['machine']['capability']})", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    write_bytes_atomic(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -98,12 +98,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"model": args.model, "batch_size": args.batch_size,
                                                          **result}, indent=2) + "\n")
-    import matplotlib
+    from reporting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.5))
     ax.plot([s["images_written"] for s in result["series"]], [s["peak_rss_mb"] for s in result["series"]], "-",
             label="peak RSS so far")
     ax.axhline(500, color="red", linestyle="--", label="500 MB target")
@@ -111,8 +108,7 @@ def main() -> None:
     ax.set_ylabel("MB")
     ax.set_ylim(0, 600)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    save_figure(fig, args.out.with_suffix(".png"), dpi=120)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/sampler_frontier.py screen --reference val      # every cell at one seed
     python benchmarks/sampler_frontier.py timing --reference val      # every screened cell timed again, quietly
+    python benchmarks/sampler_frontier.py interval --reference val    # guidance intervals (+ cheap passes), 6 steps
     python benchmarks/sampler_frontier.py seeds --reference val       # 3 seeds: frontier cells + the default
     python benchmarks/sampler_frontier.py seeds --reference test --cells default,fast   # the final numbers
 
@@ -15,10 +16,13 @@ classifier's Frechet distance, precision / recall (k = 3) and class agreement ag
 `timing` times every screened cell again on one batch of 250 images (per 1,000: x 4), round-robin, on an
 otherwise idle machine (one round: 100 cells take ~15 min on 2 cores), so that the frontier is not drawn from
 a screen run that shared the CPU.
-`seeds` reruns the cells on the screen's FD and the timing stage's seconds frontier and the default at seeds 0-2
-and picks `fast`: the fastest whose mean FD is at most the default's mean + one standard deviation and whose
-agreement is >= 0.93 (the JSON says whether it takes at most half the default's seconds). Cells already in
-the output JSON are skipped (a killed run resumes). Writes
+`interval` screens guidance intervals (Kynkaanniemi et al. 2024) at 6 steps: guidance (and its unconditional pass)
+only at the steps after `guidance_start`, at the model's guidance scale and at 1.5x it, with 0, 1 and 2 cheap passes.
+`seeds` reruns the cells on the screen's FD and the timing stage's seconds frontier, the interval stage's cells
+within the quality bars at its seed, the default and the model's current `fast` at seeds 0-2 (`--cells interval`:
+all but the screen's frontier) and picks `fast`: the fastest whose mean FD is at most the default's mean + one
+standard deviation and whose agreement is >= 0.93 (the JSON says whether it takes at most half the default's
+seconds). Cells already in the output JSON are skipped (a killed run resumes). Writes
 benchmarks/results/sampler-frontier-<stage>-<reference>.{json,png,md}.
 """
 
@@ -51,7 +55,9 @@ STEPS = [4, 6, 8, 12, 16]
 CHEAP = [0, 1, 2]
 GUIDANCE_SCHEDULES = ["constant", "linear", "power-cosine"]
 AGREEMENT_BAR, SPEED_BAR = 0.93, 2.0
-KEYS = ("sampler", "schedule", "temperature", "temperature_end", "steps", "cheap_passes", "guidance_schedule")
+KEYS = ("sampler", "schedule", "temperature", "temperature_end", "steps", "cheap_passes", "guidance_schedule",
+        "guidance_scale", "guidance_start")
+INTERVAL_STARTS = [0.34, 0.5, 0.67]  # at 6 steps: guide the last 4, 3 or 2 steps
 
 
 def screen_cells(pipe, steps: list[int] = STEPS) -> list[dict]:
@@ -61,15 +67,49 @@ def screen_cells(pipe, steps: list[int] = STEPS) -> list[dict]:
         schedule, temperature, end = SAMPLERS[s]
         cells.append({"sampler": s, "schedule": schedule or pipe.sampling.schedule,
                       "temperature": temperature or pipe.sampling.temperature, "temperature_end": end, "steps": t,
-                      "cheap_passes": c, "guidance_schedule": g})
+                      "cheap_passes": c, "guidance_schedule": g, "guidance_scale": pipe.sampling.guidance_scale,
+                      "guidance_start": 0.0})
     return cells
+
+
+def interval_cells(pipe) -> list[dict]:
+    """Confidence sampling at 6 steps with guidance only after `guidance_start` (x schedule x scale x cheap)."""
+    w = pipe.sampling.guidance_scale
+    return [{**default_cell(pipe), "steps": 6, "guidance_schedule": g, "guidance_start": start,
+             "guidance_scale": scale, "cheap_passes": c}
+            for g, start, scale, c in itertools.product(["linear", "power-cosine"], INTERVAL_STARTS, [w, 1.5 * w],
+                                                        CHEAP)]
+
+
+def interval_passing(out_dir: Path, pipe) -> list[dict]:
+    """The interval stage's cells within the quality bars at its seed (FD at most its default cell's)."""
+    path = out_dir / "sampler-frontier-interval-val.json"
+    if not path.is_file():
+        return []
+    found = json.loads(path.read_text())["rows"]
+    base = next(r for r in found if same(r, default_cell(pipe)))
+    return [{k: r[k] for k in KEYS} for r in found if r["class_agreement"] >= AGREEMENT_BAR
+            and r["frechet_distance"] <= base["frechet_distance"] and not same(r, base)]
+
+
+def model_fast(pipe) -> list[dict]:
+    """The model's shipped `fast` preset as a cell (none if it has none)."""
+    if "fast" not in {p.name for p in pipe.sampling_presets}:
+        return []
+    return [{k: v for k, v in vars(pipe.resolve_sampling("fast")).items() if k in KEYS}]
+
+
+def with_defaults(row: dict, pipe) -> dict:
+    """A row of an older result file, without the keys added since, completed with their values then."""
+    return {"guidance_scale": pipe.sampling.guidance_scale, "guidance_start": 0.0, **row}
 
 
 def default_cell(pipe) -> dict:
     s = pipe.sampling
     return {"sampler": s.sampler, "schedule": s.schedule, "temperature": s.temperature,
             "temperature_end": s.temperature_end, "steps": s.steps, "cheap_passes": s.cheap_passes,
-            "guidance_schedule": s.guidance_schedule}
+            "guidance_schedule": s.guidance_schedule, "guidance_scale": s.guidance_scale,
+            "guidance_start": s.guidance_start}
 
 
 def same(a: dict, b: dict) -> bool:
@@ -94,7 +134,7 @@ def time_cells(pipe, labels: np.ndarray, result: dict, out: Path, rounds: int = 
     """Seconds per 1,000 images of every screened cell, from one batch of `batch` images, best of `rounds`
     round-robin passes (a slow phase of the machine hits every cell alike)."""
     screen = json.loads((out.parent / out.name.replace("timing", "screen")).read_text())
-    cells = [{k: r[k] for k in KEYS} for r in screen["rows"]]
+    cells = [{k: r[k] for k in KEYS} for r in (with_defaults(r, pipe) for r in screen["rows"])]
     generate_samples(pipe, range(8), labels, seed=0)  # warm-up
     times = [[] for _ in cells]
     for _ in range(rounds):
@@ -105,6 +145,18 @@ def time_cells(pipe, labels: np.ndarray, result: dict, out: Path, rounds: int = 
     result["rows"] = [{**c, "seconds_per_1000": round(min(t) * 1000 / batch, 2), "seconds_per_batch": t,
                        "batch": batch} for c, t in zip(cells, times)]
     write_json_atomic(out, result)
+
+
+def retime(pipe, labels: np.ndarray, cells: list[dict], rounds: int = 3, batch: int = 250) -> list[float]:
+    """Seconds per 1,000 images of each cell: the best of `rounds` round-robin passes over the cells, each timing
+    one batch of `batch` images (generation is deterministic work, so the fastest pass is the least disturbed)."""
+    best = [float("inf")] * len(cells)
+    for _ in range(rounds):
+        for i, cell in enumerate(cells):
+            start = time.perf_counter()
+            generate_samples(pipe, range(batch), labels, seed=0, **cell)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return [round(b * 1000 / batch, 2) for b in best]
 
 
 def frontier(rows: list[dict]) -> list[dict]:
@@ -150,10 +202,12 @@ def table(result: dict) -> str:
     for r in sorted(rows, key=lambda r: r["seconds_per_1000"]["mean"] if result.get("summaries") else
                     r["seconds_per_1000"]):
         temp = f"{r['temperature']}" + (f" -> {r['temperature_end']}" if r.get("temperature_end") else "")
+        guidance = f"{r['guidance_schedule']} w={r['guidance_scale']:g}" + \
+            (f" after {r['guidance_start']:g}" if r.get("guidance_start") else "")
         mark = " (default)" if same(r, result["default"]) else " (fast)" if result.get("fast") and \
             same(r, result["fast"]) else ""
         lines.append(f"| {r['sampler']}{mark} | {r['schedule']} | {temp} | {r['steps']} | {r['cheap_passes']} | "
-                     f"{r['guidance_schedule']} | {fmt(r, 'seconds_per_1000', 1)} | {fmt(r, 'frechet_distance', 2)} | "
+                     f"{guidance} | {fmt(r, 'seconds_per_1000', 1)} | {fmt(r, 'frechet_distance', 2)} | "
                      f"{fmt(r, 'precision', 3)} | {fmt(r, 'recall', 3)} | {fmt(r, 'class_agreement', 3)} |")
     return "\n".join(lines) + "\n"
 
@@ -173,8 +227,10 @@ def plot(result: dict, path: Path) -> None:
     for r in rows:
         colour = colours[(r["sampler"], r["cheap_passes"])]
         hot = r["sampler"] == "halton" and r.get("temperature_end") is None  # halton at the model's temperature
+        interval = bool(r.get("guidance_start"))  # guided only after guidance_start
         ax.scatter(value(r, "seconds_per_1000"), value(r, "frechet_distance"), marker=markers[r["guidance_schedule"]],
-                   facecolors="none" if hot else colour, edgecolors=colour, s=18 + 4 * r["steps"], alpha=0.8)
+                   facecolors="none" if hot else colour, edgecolors="black" if interval else colour,
+                   s=18 + 4 * r["steps"], alpha=0.8)
         if result.get("summaries"):
             ax.errorbar(value(r, "seconds_per_1000"), value(r, "frechet_distance"),
                         yerr=r["frechet_distance"]["std"], color="grey", lw=0.8, zorder=0)
@@ -189,7 +245,8 @@ def plot(result: dict, path: Path) -> None:
         ax.scatter([], [], color=colour, label=f"{sampler}, {cheap} cheap passes")
     for g, m in markers.items():
         ax.scatter([], [], marker=m, color="black", label=f"guidance {g}")
-    ax.scatter([], [], facecolors="none", edgecolors="black", label="halton at the model's temperature 1.2")
+    ax.scatter([], [], facecolors="none", edgecolors="tab:red", label="halton at the model's temperature 1.2")
+    ax.scatter([], [], facecolors="white", edgecolors="black", label="guidance interval (black edge)")
     default = next((r for r in rows if same(r, result["default"])), None)
     if default is not None:  # cells far worse than the default (e.g. constant guidance) would squash the rest
         top = 3 * value(default, "frechet_distance")
@@ -218,18 +275,22 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["screen", "timing", "seeds"])
+    parser.add_argument("stage", choices=["screen", "timing", "interval", "seeds"])
     parser.add_argument("--model", default="fashion-mnist")
     parser.add_argument("--reference", choices=["val", "test"], default="val")
     parser.add_argument("--num-per-class", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3, help="seeds: seeds 0 .. N-1 per cell")
     parser.add_argument("--cells", default=None,
-                        help="seeds: 'frontier' (from the val screen, plus the default) or a list of "
-                             "default,fast (fast from the val seeds stage); default: frontier")
+                        help="seeds: 'frontier' (the val screen's frontier, the interval cells within the bars, the "
+                             "default and the model's fast), 'interval' (the same without the screen's frontier) or "
+                             "a list of default,fast (from the val seeds stage); default: frontier")
     parser.add_argument("--steps", default=",".join(map(str, STEPS)),
                         help="screen: the step counts of the grid, fastest first (default: all)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--report-only", action="store_true", help="redraw the stage's PNG and Markdown from its JSON")
+    parser.add_argument("--retime", action="store_true",
+                        help="seeds: time every cell again at the end, best of 3 round-robin rounds on one batch (run "
+                             "on an otherwise idle machine); these seconds choose `fast`")
     args = parser.parse_args()
     out = args.out_dir / f"sampler-frontier-{args.stage}-{args.reference}.json"
     if args.report_only:
@@ -251,17 +312,24 @@ def main() -> None:
                    "command": "python benchmarks/sampler_frontier.py " + " ".join(sys.argv[1:]),
                    "default": default_cell(pipe)})
     rows = result.setdefault("rows", [])
+    rows[:] = [with_defaults(r, pipe) for r in rows]
     if args.stage == "timing":
         return time_cells(pipe, labels, result, out)
     if args.stage == "screen":
         todo = [(c, 0) for c in screen_cells(pipe, [int(t) for t in args.steps.split(",")])]
+    elif args.stage == "interval":
+        todo = [(c, 0) for c in [default_cell(pipe)] + interval_cells(pipe)]
     else:
-        if args.cells in (None, "frontier"):
+        if args.cells == "interval":  # the default, the model's fast and the interval cells within the bars
+            cells = [default_cell(pipe)] + interval_passing(args.out_dir, pipe) + model_fast(pipe)
+        elif args.cells in (None, "frontier"):
             screen = json.loads((args.out_dir / "sampler-frontier-screen-val.json").read_text())
             timing = json.loads((args.out_dir / "sampler-frontier-timing-val.json").read_text())["rows"]
-            for r in screen["rows"]:  # the quiet timing, not the screen's shared-CPU one
-                r["seconds_per_1000"] = next(t["seconds_per_1000"] for t in timing if same(t, r))
-            cells = [{k: r[k] for k in KEYS} for r in frontier(screen["rows"])] + [default_cell(pipe)]
+            screen_rows = [with_defaults(r, pipe) for r in screen["rows"]]
+            for r in screen_rows:  # the quiet timing, not the screen's shared-CPU one
+                r["seconds_per_1000"] = next(t["seconds_per_1000"] for t in timing if same(with_defaults(t, pipe), r))
+            cells = [{k: r[k] for k in KEYS} for r in frontier(screen_rows)] + [default_cell(pipe)]
+            cells += interval_passing(args.out_dir, pipe) + model_fast(pipe)
         else:
             chosen = json.loads((args.out_dir / "sampler-frontier-seeds-val.json").read_text())
             cells = [chosen[name] for name in args.cells.split(",")]
@@ -269,6 +337,7 @@ def main() -> None:
         cells = [c for i, c in enumerate(cells) if not any(same(c, d) for d in cells[:i])]
         todo = [({k: c[k] for k in KEYS}, s) for s in range(args.seeds) for c in cells]
     generate_samples(pipe, range(8), labels, seed=0)  # warm-up: inference copy, kernel choice, allocator
+    print(f"{len(todo)} cells x seeds", flush=True)
     for cell, seed in todo:
         if any(same(r, cell) and r["seed"] == seed for r in rows):
             continue
@@ -278,7 +347,13 @@ def main() -> None:
     if args.stage == "seeds":
         cells = [c for i, c in enumerate(rows) if not any(same(c, d) for d in rows[:i])]
         result["summaries"] = [summarise(rows, c) for c in cells]
-        if args.cells in (None, "frontier"):
+        if args.retime:  # the seconds of every cell again, quietly: best of 3 round-robin rounds on one batch
+            quiet = retime(pipe, labels, [{k: c[k] for k in KEYS} for c in cells])
+            for summary, seconds in zip(result["summaries"], quiet):
+                summary["seconds_per_1000_while_scoring"] = summary["seconds_per_1000"]
+                summary["seconds_per_1000"] = {"mean": seconds, "std": 0.0, "values": [seconds]}
+            result["timing"] = "best of 3 round-robin rounds on one batch of 250 images (--retime)"
+        if args.cells in (None, "frontier", "interval"):
             fast = choose_fast(result["summaries"], default_cell(pipe))
             result["fast"] = fast
     write_json_atomic(out, result)

@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from reporting import pyplot, save_figure
 
 from maskgit import MaskGIT
 from maskgit.atomic import write_json_atomic
 from maskgit.evaluation.features import load_extractor
-from maskgit.evaluation.frechet import feature_statistics
 from maskgit.evaluation.image_sets import to_uint8_nhwc
-from maskgit.evaluation.metrics import score_features
+from maskgit.evaluation.metrics import feature_reference, score_features
 from maskgit.evaluation.report import dataset_tensors
 from maskgit.evaluation.sample_dump import balanced_labels, chunk_ranges, generate_samples
 
@@ -128,8 +128,7 @@ def judge_reference(extractor, split: str) -> dict:
     """The judge's features of a Fashion-MNIST split and their statistics, as `score_features` takes them."""
     real_x, _ = dataset_tensors("fashion-mnist", split)
     feats, _ = extractor(to_uint8_nhwc(real_x), progress=False)
-    mu, sigma = feature_statistics(feats)
-    return {"mu": mu, "sigma": sigma, "features": feats}
+    return feature_reference(feats)
 
 
 def floor_spread(count: int, draws: int = 20, first_seed: int = 1) -> dict:
@@ -263,11 +262,10 @@ def merge_parts(out_dir: Path, study: str) -> None:
 
 
 def plot_schedules(result: dict, path: Path) -> None:
-    plt = _pyplot()
     rows = result["rows"]
     metrics = [("frechet_distance", "FD (judge features), lower is better"), ("precision", "precision"),
                ("recall", "recall"), ("class_agreement", "class agreement")]
-    fig, axes = plt.subplots(1, 4, figsize=(22, 5))
+    fig, axes = pyplot().subplots(1, 4, figsize=(22, 5))
     for ax, (key, title) in zip(axes, metrics):
         grid = np.array([[next((r[key] for r in rows if r["schedule"] == s and r["steps"] == t), np.nan)
                           for t in STEPS] for s in SCHEDULES])  # NaN: a cell not run
@@ -283,14 +281,12 @@ def plot_schedules(result: dict, path: Path) -> None:
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"Mask schedule x T, bundled Fashion-MNIST model, {result['num_images_per_cell']} samples per cell "
                  f"(red: best T per schedule)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def plot_guidance(result: dict, path: Path) -> None:
-    plt = _pyplot()
     rows, floor = result["rows"], result["real_floor"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
     for schedule, marker in (("constant", "o"), ("linear", "s")):
         rs = sorted([r for r in rows if r["guidance_schedule"] == schedule or r["guidance_scale"] == 0],
                     key=lambda r: r["guidance_scale"])
@@ -307,14 +303,12 @@ def plot_guidance(result: dict, path: Path) -> None:
     for ax in axes:
         ax.legend(fontsize=8)
     fig.suptitle(f"Classifier-free guidance, {result['num_images_per_cell']} samples per cell")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def plot_temperature(result: dict, path: Path) -> None:
-    plt = _pyplot()
     rows, floor = result["rows"], result["real_floor"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
     series = [("choice_temperature", [r for r in rows if "choice_temperature" in r],
                "choice temperature (temperature 1.0)"),
               ("temperature", [r for r in rows if "temperature" in r]
@@ -335,8 +329,7 @@ def plot_temperature(result: dict, path: Path) -> None:
     if "choice_temperature" in rows[0]:
         axes[0].axvline(4.5, color="grey", lw=0.8)
     fig.suptitle(f"Temperatures, {result['num_images_per_cell']} samples per cell")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def _floor_text(result: dict, key: str) -> str:
@@ -347,19 +340,9 @@ def _floor_text(result: dict, key: str) -> str:
     return f"{spread['mean']:.2f} +- {spread['std']:.2f} over {result['real_floor_spread']['draws']} real sets"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_select(result: dict, path: Path) -> None:
-    plt = _pyplot()
     rows, chosen = result["rows"], result["chosen"]["settings"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(13, 5))
     for r in rows:
         ok = r["class_agreement"] >= AGREEMENT_BAR and r["min_class_agreement"] >= CLASS_BAR
         is_chosen = all(r[k] == v for k, v in chosen.items())
@@ -375,8 +358,7 @@ def plot_select(result: dict, path: Path) -> None:
     axes[1].set(xlabel="precision", ylabel="recall", title="precision / recall")
     fig.suptitle(f"Default sampling settings of {result['model']}, chosen on the validation split "
                  f"({result['num_images_per_cell']} samples per cell)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 PLOTS = {"schedules": plot_schedules, "guidance": plot_guidance, "temperature": plot_temperature,

@@ -90,12 +90,9 @@ def time_generations(port: int, num_images: int, requests: int, class_name: str)
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
+    from reporting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(9, 3.4))
     for ax, key, limit, title in ((axes[0], "start_s", START_LIMIT_S, "command -> page served (s)"),
                                   (axes[1], "generate_s", GENERATE_LIMIT_S,
                                    f"generation of {result['num_images']} images (s)")):
@@ -110,8 +107,7 @@ def plot(result: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"maskgit serve --model {result['model']} on {result['cpus']} CPUs "
                  f"(load average {result['load_average_before'][0]:.1f} before)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def main() -> None:

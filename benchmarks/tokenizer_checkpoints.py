@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from maskgit.atomic import write_bytes_atomic, write_json_atomic
+from reporting import add_result_args, pyplot, result_files, save_figure, write_results
+
 from maskgit.evaluation.decomposition import decompose
 from maskgit.evaluation.report import load_judge, model_data
-from maskgit.outputs import result_paths
 from maskgit.pipeline import MaskGIT
 from maskgit.training.checkpoint import complete_checkpoints, read_checkpoint_meta
 from maskgit.training.tokenizer import tokenizer_from_checkpoint
@@ -50,21 +50,14 @@ def score_checkpoints(run: Path, model: str, classifier: str, num_per_class: int
 
 
 def plot(rows: list[dict], best: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     steps = [r["step"] for r in rows]
     ax.plot(steps, [r["floor_frechet"] for r in rows], "o-", label="1,000 train reconstructions (floor)")
     ax.plot(steps, [r["paired_frechet"] for r in rows], "s-", label="the 5,000 val images reconstructed (paired)")
     ax.plot([best["step"]], [best["floor_frechet"]], "k*", ms=14, label="kept")
     ax.set(xlabel="fine-tuning step", ylabel="FD to the validation images (judge features)", title=title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, default=None,
                         help="write the checkpoint of lowest floor FD here as a tokenizer directory")
-    parser.add_argument("--out", type=Path, required=True, help="result stem: writes .json, .md and .png")
-    parser.add_argument("--overwrite", action="store_true")
+    add_result_args(parser)
     args = parser.parse_args(argv)
-    out, png = result_paths(args.out.with_suffix(".json"), args.overwrite)
+    out, _ = result_files(args.out, args.overwrite)
     if args.export is not None and args.export.exists() and not args.overwrite:
         parser.error(f"{args.export} exists; pass --overwrite to replace it")
     start = time.time()
@@ -97,11 +89,8 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['step']} | {r['floor_frechet']:.2f} | {r['floor_agreement']:.3f} | {r['floor_precision']:.3f} / "
               f"{r['floor_recall']:.3f} | {r['paired_frechet']:.2f} | {'yes' if r is best else ''} |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    write_json_atomic(out, result)
-    write_bytes_atomic(out.with_suffix(".md"), text.encode())
-    plot(rows, best, png, f"{args.run.name}: checkpoints on the validation split")
-    print(text)
+    write_results(out, result, "\n".join(lines) + "\n",
+                  lambda png: plot(rows, best, png, f"{args.run.name}: checkpoints on the validation split"))
     return 0
 
 

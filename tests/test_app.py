@@ -16,7 +16,8 @@ from maskgit import MaskGIT
 from maskgit.app.callbacks import UNCONDITIONAL, Callbacks
 from maskgit.app.uploads import Limits, mask_from_layers
 from maskgit.cli import main
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+from maskgit.config import ModelConfig
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 SAMPLING = dict(steps=4, schedule="cosine", temperature=1.0, choice_temperature=4.5, guidance_scale=0.0,
                 guidance_schedule="constant")

@@ -9,14 +9,8 @@ from maskgit import MaskGIT
 from maskgit.baselines import sample_autoregressive
 from maskgit.baselines.autoregressive import cached_logits, start_ids
 from maskgit.cli import main
-from maskgit.config import (
-    TOKENIZER_PRESETS,
-    TRANSFORMER_PRESETS,
-    ModelConfig,
-    TransformerConfig,
-    TransformerTrainingConfig,
-    from_dict,
-)
+from maskgit.config import ModelConfig, TransformerConfig, TransformerTrainingConfig, from_dict
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 from maskgit.transformer import MaskGITTransformer
 
 

@@ -6,8 +6,9 @@ import torch
 
 from maskgit import MaskGIT
 from maskgit.cli import main
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+from maskgit.config import ModelConfig
 from maskgit.images import load_image, save_image
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_sample_writes_images_grid_steps_and_config(model_dir, tmp_path, capsys)
                  "--out", str(out)]) == 2
     assert "exist" in capsys.readouterr().err
     assert main(["sample", "--model", str(model_dir), "--labels", "0,digit3", "--num", "2", "--steps", "4",
-                 "--out", str(out), "--overwrite"]) == 0
+                 "--out", str(out), "--show-steps", "--overwrite"]) == 0
     assert (out / "grid.png").read_bytes() == before
 
 
@@ -57,14 +58,14 @@ def test_editing_commands(model_dir, tmp_path):
     common = ["--model", str(model_dir), "--steps", "4"]
     assert main(["inpaint", *map(str, paths), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o"),
                  *common]) == 0
-    assert (tmp_path / "o" / "in0_inpaint.png").is_file() and (tmp_path / "o" / "inpaint.json").is_file()
+    assert (tmp_path / "o" / "in0_inpaint.png").is_file() and (tmp_path / "o" / "in0_inpaint.json").is_file()
     assert main(["outpaint", *map(str, paths), "--pad", "2,0,2,0", "--out", str(tmp_path / "o"), *common]) == 0
     assert load_image(tmp_path / "o" / "in1_outpaint.png", channels=1).shape == (1, 8, 12)
     assert main(["outpaint", str(paths[0]), "--width", "32", "--out", str(tmp_path / "o"), *common]) == 0
     assert load_image(tmp_path / "o" / "in0_extrapolate.png", channels=1).shape == (1, 8, 32)
     assert main(["edit", str(paths[0]), "--box", "0,0,4,4", "--label", "digit7", "--out", str(tmp_path / "o"),
                  *common]) == 0
-    assert json.loads((tmp_path / "o" / "edit.json").read_text())["labels"] == ["digit7"]
+    assert json.loads((tmp_path / "o" / "in0_edit.json").read_text())["labels"] == ["digit7"]
 
 
 def test_editing_errors(model_dir, tmp_path, capsys):

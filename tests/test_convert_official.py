@@ -13,7 +13,7 @@ import torch
 
 import maskgit.decoding as decoding
 from maskgit import MaskGIT
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, TransformerConfig
+from maskgit.config import TransformerConfig
 from maskgit.convert import (
     convert_official,
     load_official_tokenizer,
@@ -22,6 +22,7 @@ from maskgit.convert import (
     write_flax_msgpack,
 )
 from maskgit.convert.official import infer_tokenizer_config, infer_transformer_config
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official"
 TRANSFORMER = FIXTURES / "transformer_small.msgpack"
@@ -318,8 +319,8 @@ def test_a_tokenizer_that_does_not_fit_the_transformer_is_refused(tmp_path):
 
 
 def test_imagenet_class_names_resolve_by_name_and_synonym():
+    from maskgit.class_names import class_index_by_name
     from maskgit.convert import imagenet_class_names
-    from maskgit.pipeline import class_index_by_name
 
     names = imagenet_class_names()
     assert len(names) == 1000 and names[0] == "tench, Tinca tinca" and names[207] == "golden retriever"

@@ -184,3 +184,19 @@ def test_inception_weights_missing_or_wrong(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a PyTorch weights file"):
         load_inception(tmp_path / "junk.pth")
+
+
+def test_score_features_is_the_one_scoring_path_and_gives_none_for_too_few_vectors():
+    from maskgit.evaluation.metrics import feature_reference, score_features
+
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(200, 4)), rng.normal(size=(50, 4)) + 0.5
+    probs = np.eye(3)[rng.integers(0, 3, 50)]
+    s = score_features(fake, probs, probs.argmax(1), feature_reference(real), splits=None, agreement=True)
+    assert s["frechet_distance"] == pytest.approx(frechet_distance_between(fake, real), rel=1e-12)
+    assert s["precision"] == precision_recall(real, fake, 3)["precision"] and s["class_agreement"] == 1.0
+    assert "inception_score" not in s  # splits=None: not computed
+    few = score_features(fake[:3], probs[:3], None, feature_reference(real), k=3)  # k nearest need more than k
+    assert few["precision"] is None and few["recall"] is None and few["frechet_distance"] is not None
+    one = score_features(fake[:1], probs[:1], None, feature_reference(real[:1]))  # no covariance
+    assert one["frechet_distance"] is None and feature_reference(real[:1])["mu"] is None

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from maskgit import MaskGIT
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+from maskgit.config import ModelConfig
 from maskgit.editing import fill_canvas, pixel_to_token_mask
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 
 @pytest.fixture(scope="module")

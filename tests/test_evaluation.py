@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from maskgit import MaskGIT
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+from maskgit.config import ModelConfig
 from maskgit.evaluation.editing import centre_mask, evaluate_editing
 from maskgit.evaluation.report import evaluate_model, train_judge
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ def test_mask_positions_are_uniform():
 
 
 def test_apply_mask_and_class_token_untouched():
-    from maskgit.config import TRANSFORMER_PRESETS
+    from maskgit.presets import TRANSFORMER_PRESETS
     cfg = TRANSFORMER_PRESETS["tiny"]
     tokens = torch.randint(0, cfg.codebook_size, (4, cfg.num_tokens))
     mask = random_token_mask(4, cfg.num_tokens, generator=torch.Generator().manual_seed(0))

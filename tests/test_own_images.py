@@ -1,5 +1,6 @@
 """A model trained on an image folder, with no config, is sampled, edited and evaluated (test-sized: the folder's
-8x8 and 12x12 RGB images pick the tiny-rgb preset); the README's full-size example is tests/test_readme.py."""
+8x8 and 12x12 RGB images pick the tiny-rgb preset); the full-size example of docs/guides/own-images.md runs in
+tests/test_docs.py."""
 import json
 
 import pytest

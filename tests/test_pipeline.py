@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from maskgit import MaskGIT
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+from maskgit.config import ModelConfig
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,16 @@ import json
 import pytest
 
 from maskgit.cli import main
-from maskgit.config import TOKENIZER_PRESETS as OLD_IMPORT
 from maskgit.config import TokenizerTrainingConfig, TransformerTrainingConfig
 from maskgit.data_fit import check_fit, describe_data
 from maskgit.presets import PRESETS, TOKENIZER_PRESETS, config_with_preset, nearest_preset, training_config
 from maskgit.training.run_config import plan_text, rescale_length, tokenizer_config, transformer_config
 
 
-def test_preset_tables_stay_importable_from_config():
-    assert OLD_IMPORT is TOKENIZER_PRESETS
+def test_preset_tables_live_in_presets_only():
+    import maskgit.config
+
+    assert not hasattr(maskgit.config, "TOKENIZER_PRESETS")  # config.py never imports presets.py
 
 
 def test_presets_command_lists_sizes_and_parameter_counts(capsys):

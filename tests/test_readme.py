@@ -1,84 +1,78 @@
-"""The README's examples run as written: the Python blocks (with the bundled model), and the own-images worked
-example, command by command, on a small RGB folder of two image sizes with tiny step counts."""
+"""The README: short, the two set-up commands first (the test one is what CI runs), its examples run as written,
+and every number it quotes links to the docs page that holds the number and the command that made it.
+
+The worked examples that used to live here are in the docs now; tests/test_docs.py runs them."""
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from maskgit.cli import main
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 TEXT = README.read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
-OWN_IMAGES = TEXT[TEXT.index("## Training on your own images"):]
-OWN_IMAGES = re.search(r"```bash\n(.*?)```", OWN_IMAGES, flags=re.S).group(1)
-TINY = {r"--epochs \d+": "--epochs 1", r"--num \d+": "--num 2", r"--num-per-class \d+": "--num-per-class 2"}
+FENCES = re.findall(r"^```(\w*)\n(.*?)^```", TEXT, flags=re.S | re.M)
+PYTHON = [body for lang, body in FENCES if lang == "python"]
+SHELL = [body for lang, body in FENCES if lang == "bash"]
+PROSE = re.sub(r"^```.*?^```", "", TEXT, flags=re.S | re.M)
+NUMBER = re.compile(r"(?<![\w.-])\d+(?:,\d{3})*(?:\.\d+)?(?:x\b|%)|(?<![\w.-])\d+\.\d+(?![\w.])")
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def test_readme_is_short():
+    assert len(TEXT.splitlines()) <= 130
+
+
+def test_the_two_commands_come_first_and_ci_runs_the_test_one():
+    first_lang, first = FENCES[0]
+    assert TEXT.index("```") < TEXT.index("\n## ")  # before any section
+    commands = [shlex.split(line, comments=True) for line in first.splitlines()]
+    assert first_lang == "bash" and commands == [["make", "demo"], ["make", "test"]]
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1].strip() == "make test"
 
 
 def test_readme_has_examples():
-    assert len(BLOCKS) >= 2
+    assert len(PYTHON) == 1 and len(PYTHON[0].strip().splitlines()) <= 10
+    assert len(SHELL) == 2 and len(SHELL[1].strip().splitlines()) <= 5
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_python_block_runs(index, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # examples may write files (save_pretrained)
-    exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})
-
-
-def own_images_commands() -> list[str]:
-    """The worked example's command lines, continuation lines joined and step counts made tiny."""
-    lines = OWN_IMAGES.replace("\\\n", " ").splitlines()
-    commands = [re.sub(r"\s+#.*$", "", line).strip() for line in lines if line.strip() and not line.startswith("#")]
-    for pattern, tiny in TINY.items():
-        commands = [re.sub(pattern, tiny, c) for c in commands]
-    return commands
-
-
-def make_folder(root: Path) -> None:
-    """cat/ and dog/ subfolders of RGB PNGs, mostly 32x32, every fourth 48x48; a coloured disc or square."""
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(["cat", "dog"]):
-        (root / name).mkdir(parents=True)
-        for i in range(12):
-            size = 48 if i % 4 == 3 else 32
-            yy, xx = np.mgrid[:size, :size] / size - 0.5
-            shape = yy ** 2 + xx ** 2 < 0.09 if c == 0 else (abs(yy) < 0.3) & (abs(xx) < 0.3)
-            pixels = np.where(shape[..., None], rng.uniform(0.4, 1, 3), 0.1) + rng.normal(0, 0.03, (size, size, 3))
-            Image.fromarray((pixels.clip(0, 1) * 255).astype(np.uint8)).save(root / name / f"{i:03d}.png")
-
-
-def test_own_images_commands_are_found():
-    commands = own_images_commands()
-    names = [c.split()[1] for c in commands if c.startswith("maskgit ")]
-    assert names == ["presets", "train-tokenizer", "eval-tokenizer", "train", "sample", "inpaint", "outpaint", "edit",
-                     "train-classifier", "evaluate", "evaluate-editing"]
-    assert not any("--config" in c or "--preset" in c for c in commands)  # no hand-written config
-
-
-@pytest.mark.slow
-def test_readme_own_images_example_runs_end_to_end(tmp_path, monkeypatch, capsys):
+def test_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    make_folder(tmp_path / "my_images")
-    for command in own_images_commands():
-        argv = shlex.split(command)
+    exec(compile(PYTHON[0], "README.md python example", "exec"), {})
+
+
+def test_readme_command_line_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for line in SHELL[1].replace("\\\n", " ").splitlines():
+        argv = shlex.split(line, comments=True)
         if argv[0] == "maskgit":
-            assert main(argv[1:]) == 0, f"{command}\n{capsys.readouterr().err[-2000:]}"
+            assert main(argv[1:]) == 0, line
         else:
-            assert argv[0] == "python", command
+            assert argv[0] == "python", line
             subprocess.run([sys.executable, *argv[1:]], check=True)
-    out = capsys.readouterr().out
-    assert "nearest preset rgb-32" in out and "resizing 6 of 24 images" in out and "plan: 1 steps" in out
-    expected = ["runs/tok/final/tokenizer.safetensors", "results/tok.json", "results/tok.png",
-                "runs/tf/final/config.json", "runs/tf/final/transformer.safetensors", "samples/grid.png",
-                "samples/0000_cat.png", "samples/0003_dog.png", "samples/sampling.json", "edits/000_inpaint.png",
-                "edits/000_outpaint.png", "edits/000_edit.png", "runs/judge/classifier.safetensors",
-                "results/my_images.json", "results/my_images.png", "results/my_images_editing.json",
-                "results/my_images_editing.png"]
-    assert not [p for p in expected if not (tmp_path / p).is_file()]
-    assert Image.open(tmp_path / "edits/000_outpaint.png").size == (48, 32)
-    assert Image.open(tmp_path / "samples/0000_cat.png").mode == "RGB"
+    assert (tmp_path / "edits" / "0000_shirt_edit.png").is_file()
+
+
+def test_readme_links_resolve():
+    for target in LINK.findall(TEXT):
+        if "://" not in target:
+            assert (ROOT / target).exists(), target
+
+
+@pytest.mark.parametrize("line", [line for line in PROSE.splitlines() if NUMBER.search(line)])
+def test_every_number_links_to_the_docs_page_that_has_it(line):
+    pages = [ROOT / target for target in LINK.findall(line) if target.startswith("docs/") and target.endswith(".md")]
+    assert pages, f"a README line with numbers links no docs page: {line}"
+    text = "\n".join(page_text(page) for page in pages)
+    missing = [n for n in NUMBER.findall(line) if n.rstrip("x%") not in text]
+    assert not missing, f"{missing} not on {[p.name for p in pages]}: {line}"
+
+
+def page_text(page: Path) -> str:
+    """A docs page with the files it includes (pymdownx.snippets) in place."""
+    return re.sub(r'^--8<-- "([^"]+)"$', lambda m: (ROOT / m[1]).read_text(), page.read_text(), flags=re.M)

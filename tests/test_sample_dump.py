@@ -11,9 +11,10 @@ import torch
 
 from maskgit import MaskGIT
 from maskgit.cli import main
-from maskgit.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+from maskgit.config import ModelConfig
 from maskgit.evaluation import sample_dump as dumps
 from maskgit.evaluation.image_sets import load_image_set
+from maskgit.presets import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskgit.cached_passes import CachedPasses
-from maskgit.config import TransformerConfig
+from maskgit.config import SamplingConfig, TransformerConfig
 from maskgit.decoding import decode, guidance_scale_at, guided_logits_fn, halton_order, radical_inverse, temperature_at
 from maskgit.fastpath import inference_copy
 from maskgit.schedules import mask_ratio
@@ -163,6 +163,55 @@ def test_a_cheap_pass_with_nothing_changed_equals_the_full_pass_and_approximates
         assert passes.rows_computed < 2 * changed.numel() + 2 * 2  # full (B * L) + the cheap pass's rows
 
 
+def _cheap_pass_reference(net, cache_ids, ids, need):
+    """A cheap pass written the plain way: every position's keys/values from a full pass over `cache_ids`, the
+    `need` positions' overwritten by their fresh ones, then the hidden states of the `need` positions."""
+    keys = []
+    net.hidden(cache_ids, keys_values=lambda i, k, v: keys.append((k, v)) or (k, v))
+    out = []
+    for b in range(ids.shape[0]):
+        index = need[b].nonzero()[:, 0][None]  # (1, M)
+
+        def swap(i, k, v, b=b, index=index):
+            old_k, old_v = (t[b:b + 1].clone() for t in keys[i])
+            old_k[:, :, index[0]], old_v[:, :, index[0]] = k, v
+            return old_k, old_v
+
+        out.append(net.hidden(ids[b:b + 1].gather(1, index), index, swap)[0])
+    return torch.cat(out)  # (sum of M, D) in row-major order
+
+
+def test_a_cheap_pass_matches_the_plain_reference_and_a_wide_one_runs_full():
+    net = tiny_transformer()
+    mask, labels = net.config.mask_id, torch.tensor([1, 2])
+    before = torch.full((2, 16), mask)
+    before[:, :4] = torch.randint(0, 32, (2, 4))
+    after = before.clone()
+    after[0, 4:6], after[1, 7] = 9, 11  # 2 and 1 tokens decided since the full pass
+    rows = after == mask
+    with torch.no_grad():
+        passes = CachedPasses(net, 1)
+        passes(before, labels)
+        cheap = passes(after, labels, rows)
+        need = torch.cat([torch.zeros(2, 1, dtype=torch.bool), (after != before) | rows], 1)
+        ids, cache_ids = net.input_ids(after, labels), net.input_ids(before, labels)
+        ref_hidden = _cheap_pass_reference(net, cache_ids, ids, need)
+        wanted = torch.cat([torch.zeros(2, 1, dtype=torch.bool), rows], 1)  # (2, 17) over the input ids
+        keep = torch.cat([w[n] for w, n in zip(wanted, need)])  # which recomputed rows need logits
+        assert torch.allclose(cheap, net.logits(ref_hidden[keep]), atol=1e-4)
+        assert passes.rows_computed == 2 * 17 + 2 * int(need.sum(-1).max())
+        # without rows: logits at every image position, the fresh ones over the cached ones
+        passes = CachedPasses(net, 1)
+        passes(before, labels)
+        every = passes(after, labels)
+        assert torch.allclose(every[rows], cheap, atol=1e-5)
+        # a cheap pass that would recompute more than FULL_ABOVE of the positions is a full (exact) pass
+        passes = CachedPasses(net, 1)
+        passes(torch.full((2, 16), mask), labels)
+        wide = passes(after, labels, rows)  # 12 + 4 decided since: every position
+        assert torch.allclose(wide, net(after, labels, rows=rows), atol=1e-5)
+
+
 def test_cheap_passes_keep_the_decoding_invariants():
     net = tiny_transformer()
     mask = net.config.mask_id
@@ -263,3 +312,24 @@ def test_power_cosine_guidance_follows_the_step_and_decode_passes_it():
     fn_spy.takes_step_progress = True
     decode(fn_spy, torch.full((1, 16), MASK), mask_id=MASK, steps=4, generator=torch.Generator().manual_seed(0))
     assert seen == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_guidance_start_skips_the_unconditional_pass_before_it_and_guides_after():
+    calls = []
+
+    def model_fn(tokens, labels, rows=None):  # logits that depend on the label, so guidance changes them
+        calls.append(len(tokens))
+        return (labels[:, None, None].float() + 1) * torch.ones(len(tokens), tokens.shape[1], 4)
+
+    labels, mask = torch.tensor([0, 2]), 9
+    tokens = torch.full((2, 3), mask)
+    fn = guided_logits_fn(model_fn, labels, mask_id=mask, null_label=3, guidance_scale=2.0, guidance_start=0.5)
+    early = fn(tokens, step_progress=0.5)  # r <= start: the conditional pass alone, w = 0
+    late = fn(tokens, step_progress=0.75)  # after it: one 2B pass, cond + w * (cond - uncond)
+    assert calls == [2, 4]
+    cond, uncond = model_fn(tokens, labels), model_fn(tokens, torch.full_like(labels, 3))
+    assert torch.equal(early, cond) and torch.allclose(late, cond + 2.0 * (cond - uncond))
+    with pytest.raises(ValueError, match="guidance_start"):
+        guided_logits_fn(model_fn, labels, mask_id=mask, null_label=3, guidance_scale=2.0, guidance_start=1.0)
+    with pytest.raises(ValueError, match="guidance_start"):
+        SamplingConfig(guidance_start=-0.1)

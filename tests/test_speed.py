@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from maskgit.cli import main
-from maskgit.config import TRANSFORMER_PRESETS, TransformerConfig, preset
+from maskgit.config import TransformerConfig
+from maskgit.presets import TRANSFORMER_PRESETS, preset
 from maskgit.speed.bench import reduced_config
 from maskgit.speed.flops import parameter_count, sampler_cost
 from maskgit.speed.report import speedups
@@ -177,15 +178,17 @@ def test_bench_sampler_names_and_the_flop_model_of_cached_passes():
     for bad in ("halton-0", "maskgit-8+c", "maskgit-8+cx", "beam-4"):
         with pytest.raises(ValueError, match="unknown sampler"):
             parse_sampler(bad)
-    # confidence, 16 tokens, 4 steps: unknown at each step 16, u1, u2, u3; a cheap pass after the full one at step
-    # t - 1 recomputes what was unknown at t - 1 (decided since + still unknown)
+    # confidence, 16 tokens, 4 steps: unknown at each step 16, u1 = 14, u2 = 11, u3 = 6; a cheap pass after the
+    # full one at step t - 1 recomputes what was unknown at t - 1 (decided since + still unknown), unless that is
+    # more than FULL_ABOVE (80%) of the positions: then it runs as a full pass (steps 1 and 2: 16, 14 > 12.8)
     full = pass_rows(16, 4, "maskgit", head_at_unknown=True)
     cheap = pass_rows(16, 4, "maskgit", cheap_passes=1, head_at_unknown=True)
     assert [r[0] for r in full] == [16] * 4 and [r[1] for r in cheap] == [r[1] for r in full]
-    assert cheap[1][0] == full[0][1] and cheap[3][0] == full[2][1]  # rows of step t = unknown at step t - 1
+    assert [r[0] for r in cheap] == [16, 16, 16, full[2][1]]  # rows of step 3 = unknown at step 2
     halton = pass_rows(16, 4, "halton", "arccos", cheap_passes=3, head_at_unknown=True)
     assert sum(r[1] for r in halton) == 16  # the head runs once per token: where it is decided
-    assert [r[0] for r in halton][1:] == [sum(r[1] for r in halton[:t + 1]) for t in range(1, 4)]
+    cumulative = [sum(r[1] for r in halton[:t + 1]) for t in range(4)]  # decided since step 0 + decided now
+    assert [r[0] for r in halton] == [16, cumulative[1], cumulative[2], 16]  # step 3 would be 16 > 12.8: full
     cfg = TransformerConfig(codebook_size=64, num_classes=2, grid_size=8, hidden_size=32, intermediate_size=64,
                             num_heads=2, num_layers=2)
     costs = [sampler_cost(cfg, "halton", 8, schedule="arccos", cheap_passes=c, head_at_unknown=True).flops

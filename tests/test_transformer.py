@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from maskgit.config import TRANSFORMER_PRESETS, TransformerConfig
+from maskgit.config import TransformerConfig
 from maskgit.decoding import guided_logits_fn
+from maskgit.presets import TRANSFORMER_PRESETS
 from maskgit.transformer import MaskGITTransformer
 
 

@@ -8,8 +8,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from maskgit import MaskGIT
-from maskgit.config import TOKENIZER_PRESETS, TransformerTrainingConfig, from_dict
+from maskgit.config import TransformerTrainingConfig, from_dict
 from maskgit.data import build_dataset
+from maskgit.presets import TOKENIZER_PRESETS
 from maskgit.training.checkpoint import read_checkpoint_meta
 from maskgit.training.token_cache import cached_tokens, module_fingerprint
 from maskgit.training.transformer import lr_at, train_transformer

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskgit.config import TOKENIZER_PRESETS, DiscriminatorConfig, TokenizerConfig
+from maskgit.config import DiscriminatorConfig, TokenizerConfig
+from maskgit.presets import TOKENIZER_PRESETS
 from maskgit.vq import VQGAN, load_tokenizer, save_tokenizer
 from maskgit.vq import losses as L
 from maskgit.vq.discriminator import build_discriminator

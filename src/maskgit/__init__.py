@@ -1,5 +1,6 @@
 """maskgit: MaskGIT (Chang et al., CVPR 2022) in PyTorch. Re-exports the public API only."""
 
+from .bundled import bundled_models
 from .config import ModelConfig, SamplingConfig, TokenizerConfig, TransformerConfig, TransformerTrainingConfig
 from .decoding import decode, guided_logits_fn
 from .mvtm import drop_labels, mvtm_loss, random_token_mask
@@ -10,10 +11,10 @@ from .transformer import MaskGITTransformer
 
 def __getattr__(name):
     # The facade pulls in the tokenizer; import it lazily so `import maskgit` stays light.
-    if name in ("MaskGIT", "bundled_models"):
-        from . import pipeline
+    if name == "MaskGIT":
+        from .pipeline import MaskGIT
 
-        return getattr(pipeline, name)
+        return MaskGIT
     raise AttributeError(f"module 'maskgit' has no attribute {name!r}")
 
 

@@ -24,31 +24,51 @@ class _Cache:
     hidden: torch.Tensor  # (B, L, D) final hidden states
 
 
+# A scheduled cheap pass that would recompute more than this fraction of the sequence runs as a full pass: it
+# would cost about as much (the cache gathers cost the rest) and the full pass is exact.
+FULL_ABOVE = 0.8
+
+
 class CachedPasses:
     """A `(tokens, labels, rows=None) -> logits` model function that runs `cheap_passes` cheap passes after each
     full one (0: every call is a plain full forward). One instance serves one decoding run: it keeps its cache
-    between calls, and a call with another batch shape starts over with a full pass."""
+    between calls, and a call with another batch shape starts over with a full pass. A scheduled cheap pass that
+    would recompute more than `FULL_ABOVE` of the image positions runs as a full pass instead (and the count restarts).
+    The network must be bidirectional (keys are attended to in any order)."""
 
     def __init__(self, network: MaskGITTransformer, cheap_passes: int):
         if isinstance(cheap_passes, bool) or not isinstance(cheap_passes, int) or cheap_passes < 0:
             raise ValueError(f"cheap_passes must be an integer >= 0, got {cheap_passes!r}")
+        if network.config.causal:
+            raise ValueError("cached passes need a bidirectional (MaskGIT) network, not a causal one")
         self.network, self.cheap_passes = network, cheap_passes
-        self.calls, self.cache = 0, None
+        self.since_full, self.cache = 0, None
         self.rows_computed = 0  # positions run through the layers, over all calls (for cost accounting)
 
     def __call__(self, tokens: torch.Tensor, labels: torch.Tensor | None,
                  rows: torch.Tensor | None = None) -> torch.Tensor:
         net = self.network
         ids = net.input_ids(tokens, labels)  # (B, L)
-        full = (self.cheap_passes == 0 or self.cache is None or self.cache.ids.shape != ids.shape
-                or self.calls % (self.cheap_passes + 1) == 0)
-        self.calls += 1
-        if full and self.cheap_passes == 0:
+        offset = ids.shape[1] - tokens.shape[1]  # the class token
+        if self.cheap_passes == 0:
             self.rows_computed += ids.numel()
             return net(tokens, labels, rows=rows)
-        hidden = self._full(ids) if full else self._cheap(ids, tokens, rows)
-        x = hidden[:, ids.shape[1] - tokens.shape[1]:]  # (B, N, D): the image tokens
-        return net.logits(x if rows is None else x[rows])
+        cheap = (self.cache is not None and self.cache.ids.shape == ids.shape
+                 and self.since_full < self.cheap_passes)
+        if cheap:
+            need = ids != self.cache.ids  # (B, L): inputs changed since the full pass
+            need[:, offset:] |= (tokens == net.config.mask_id) if rows is None else rows  # logits needed
+            width = int(need.sum(-1).max())
+            cheap = width <= FULL_ABOVE * tokens.shape[1]
+        if not cheap:
+            self.since_full = 0
+            x = self._full(ids)[:, offset:]  # (B, N, D)
+            return net.logits(x if rows is None else x[rows])
+        self.since_full += 1
+        if width == 0:
+            x = self.cache.hidden[:, offset:]
+            return net.logits(x if rows is None else x[rows])
+        return self._cheap(ids, need, width, offset, rows)
 
     def _full(self, ids: torch.Tensor) -> torch.Tensor:
         keys, values = [], []
@@ -63,23 +83,30 @@ class CachedPasses:
         self.rows_computed += ids.numel()
         return hidden
 
-    def _cheap(self, ids: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        cache, offset = self.cache, ids.shape[1] - tokens.shape[1]
-        need = ids != cache.ids  # (B, L): inputs changed since the full pass
-        need[:, offset:] |= (tokens == self.network.config.mask_id) if rows is None else rows  # logits needed
-        width = int(need.sum(-1).max())
-        if width == 0:
-            return cache.hidden
-        # (B, M): each sample's needed positions first; a sample with fewer is padded with other positions,
-        # recomputed too (exact for them), so the batch stays one rectangular call.
-        index = need.to(torch.uint8).argsort(dim=-1, descending=True, stable=True)[:, :width]
+    def _cheap(self, ids: torch.Tensor, need: torch.Tensor, width: int, offset: int,
+               rows: torch.Tensor | None) -> torch.Tensor:
+        """Recompute the `need` positions ((B, L) bool, at most `width` per sample) against the cached keys and
+        values of the others; the logits at `rows` (None: every image position)."""
+        cache, batch = self.cache, ids.shape[0]
+        # (B, L): each sample's needed positions first, in position order; a sample with fewer than `width` is
+        # padded with other positions, recomputed too (exact for them), so the batch stays one rectangular call
+        order = need.to(torch.uint8).argsort(dim=-1, descending=True, stable=True)
+        index, rest = order[:, :width], order[:, width:]
         self.rows_computed += index.numel()
+        samples = torch.arange(batch, device=ids.device)[:, None]
 
         def swap_in(i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            where = index[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[-1])  # (B, heads, M, head_dim)
-            return (cache.keys[i].clone().scatter_(2, where, k.to(cache.keys[i].dtype)),
-                    cache.values[i].clone().scatter_(2, where, v.to(cache.values[i].dtype)))
+            # attention does not depend on the order of the keys: fresh ones first, then the cached rest
+            # (indexing (B, heads, L, hd) with [samples, :, rest] gives (B, L - M, heads, hd))
+            return tuple(torch.cat([new.transpose(1, 2), old[samples, :, rest].to(new.dtype)], 1).transpose(1, 2)
+                         for new, old in ((k, cache.keys[i]), (v, cache.values[i])))
 
         fresh = self.network.hidden(ids.gather(1, index), index, swap_in)  # (B, M, D)
-        where = index.unsqueeze(-1).expand(-1, -1, fresh.shape[-1])
-        return cache.hidden.clone().scatter_(1, where, fresh.to(cache.hidden.dtype))
+        if rows is None:  # every image position: the fresh rows over the cached ones
+            hidden = cache.hidden.clone()
+            hidden[samples, index] = fresh.to(hidden.dtype)
+            return self.network.logits(hidden[:, offset:])
+        # the rows wanted are among the fresh ones, which are in position order: select them in row-major order
+        position = index - offset
+        wanted = rows.gather(1, position.clamp(min=0)) & (position >= 0)  # (B, M)
+        return self.network.logits(fresh[wanted])

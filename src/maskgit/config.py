@@ -132,6 +132,7 @@ class SamplingConfig:
     temperature_end: float | None = None  # softmax temperature runs linearly from `temperature` to this
     guidance_exponent: float = 2.75  # p of the power-cosine guidance schedule (TiTok 2.75, MaskBit 3)
     cheap_passes: int = 0  # cached (ReCAP) passes after each full forward pass
+    guidance_start: float = 0.0  # guidance (and its unconditional pass) only at steps with (t + 1) / T > this
 
     def __post_init__(self):
         import math
@@ -146,6 +147,8 @@ class SamplingConfig:
                                                                                "cheap_passes"))
         if self.temperature_end is not None:
             check_ranges(self, positive=("temperature_end",))
+        if not (isinstance(self.guidance_start, (int, float)) and 0 <= self.guidance_start < 1):
+            raise ValueError(f"guidance_start must be a number in [0, 1), got {self.guidance_start!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}")
         if self.guidance_schedule not in GUIDANCE_SCHEDULES:
@@ -215,6 +218,9 @@ class TransformerTrainingConfig:
     unmasked_weight: float = 0.0  # 0 = loss on masked tokens only (official)
     ema_decay: float = 0.999
     hflip: bool = False  # horizontal flip augmentation (tokens of both views are cached)
+    crop_views: int = 0  # random-resized crops cached per image besides the centre crop (see token_cache.CacheViews)
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of a crop view (torchvision's default)
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)  # aspect ratio of a crop view
     mixed_precision: str = "no"  # "no", "bf16", "fp16" (Accelerate) or "auto" (bf16 where it is fast; precision.py)
     seed: int = 0
     log_every: int = 50
@@ -226,7 +232,7 @@ class TransformerTrainingConfig:
         check_ranges(self, positive=("batch_size", "grad_accum_steps", "max_steps", "lr", "log_every",
                                       "checkpoint_every"),
                       non_negative=("weight_decay", "warmup_steps", "grad_clip", "unmasked_weight", "sample_every",
-                                    "num_workers"),
+                                    "num_workers", "crop_views"),
                       fraction=("min_lr_ratio", "label_smoothing", "label_dropout", "ema_decay", "betas[0]",
                                 "betas[1]"))
         if self.dropout is not None and not 0 <= self.dropout <= 1:
@@ -234,6 +240,7 @@ class TransformerTrainingConfig:
         if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
             raise ValueError(f"mixed_precision must be one of ('no', 'bf16', 'fp16', 'auto'), got "
                              f"{self.mixed_precision!r}")
+        check_crop_range(self.crop_scale, self.crop_ratio)
 
 
 @dataclass(frozen=True)
@@ -306,6 +313,10 @@ class TokenizerTrainingConfig:
     # data and bookkeeping
     hflip: bool = False
     crop_pad: int = 0  # random crops of reflect-padded images (translations by up to crop_pad pixels)
+    # random-resized crops of each image at its own size (the paper's RandomResizeAndCrop; maskgit.augment)
+    random_resized_crop: bool = False
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of a crop (torchvision's default)
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)  # aspect ratio of a crop
     mixed_precision: str = "no"  # "no", "bf16" (Accelerate) or "auto" (bf16 where it is fast; precision.py)
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
     seed: int = 0
@@ -336,12 +347,13 @@ class TokenizerTrainingConfig:
             raise ValueError(f"codebook_init {self.codebook_init!r} needs init_batches >= 1, got {self.init_batches}")
         if self.trainable == "decoder" and self.restart_dead_codes:
             raise ValueError("trainable 'decoder' keeps the codebook fixed: set restart_dead_codes to false")
+        check_crop_range(self.crop_scale, self.crop_ratio)
 
 
-def __getattr__(name):
-    # The preset tables moved to `presets.py`; `from maskgit.config import TOKENIZER_PRESETS` keeps working.
-    if name in ("TOKENIZER_PRESETS", "TRANSFORMER_PRESETS", "preset", "PRESETS"):
-        from . import presets
+def check_crop_range(scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+    """Random-resized-crop ranges: 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]."""
+    if not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {list(scale)}")
+    if not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"crop_ratio must satisfy 0 < min <= max, got {list(ratio)}")
 
-        return getattr(presets, name)
-    raise AttributeError(f"module 'maskgit.config' has no attribute {name!r}")

@@ -1,8 +1,11 @@
-"""Datasets for tokenizer and transformer training: Fashion-MNIST (IDX files), image folders, scikit-learn digits.
+"""Datasets for tokenizer and transformer training: Fashion-MNIST (IDX files), image folders, scikit-learn digits,
+WebDataset shards.
 
 Every source yields (image float (C, H, W) in [0, 1], label int) and is split deterministically into
-train / val / test (Fashion-MNIST keeps its official 10k test set). Augmentation (random crop, flip) is
-applied to whole batches with an explicit generator, so a resumed run sees the same images.
+train / val / test (Fashion-MNIST keeps its official 10k test set; folders with `train/` and `val/` keep theirs).
+Image folders live in `image_folders.py`, shards in `shards.py`.
+Augmentation (random crop, flip) is applied to whole batches with an explicit generator, so a resumed run sees
+the same images.
 """
 
 from __future__ import annotations
@@ -19,8 +22,20 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset, Sampler
+
+from .image_folders import (  # noqa: F401  (re-exported: image folders were defined here)
+    IMAGE_EXTENSIONS,
+    OS_METADATA,
+    ImageFolderDataset,
+    find_images,
+    is_hidden_or_system,
+    layout_split,
+    list_image_folder,
+    skipped_note,
+    split_layout,
+)
+from .images import resize
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -30,7 +45,6 @@ FASHION_MNIST_FILES = {
 }
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val", "test", "trainval")
 VAL_SIZE_FASHION_MNIST = 5000  # held out of the official training set
 HOLDOUT_FRACTION = 0.1  # val and test fractions for sources without an official test split
@@ -113,18 +127,6 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot convert {images.shape[1]}-channel images to {channels} channels")
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, C, H, W) float -> (N, C, size, size): scale the shorter side to `size`, centre-crop."""
-    h, w = images.shape[-2:]
-    if (h, w) == (size, size):
-        return images
-    scale = size / min(h, w)
-    new = (max(size, round(h * scale)), max(size, round(w * scale)))
-    images = F.interpolate(images, size=new, mode="bilinear", align_corners=False, antialias=scale < 1)
-    top, left = (new[0] - size) // 2, (new[1] - size) // 2
-    return images[..., top:top + size, left:left + size].clamp(0, 1)
-
-
 class TensorImageDataset(Dataset):
     """Images held in memory as uint8 (N, C, H, W); yields (float (C, H, W) in [0, 1], label)."""
 
@@ -138,37 +140,6 @@ class TensorImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index].float() / 255.0, int(self.labels[index])
-
-
-class ImageFolderDataset(Dataset):
-    """One subfolder per class holding image files (any format PIL reads); resized and centre-cropped."""
-
-    def __init__(self, root: str | Path, image_size: int, channels: int = 3, files: Sequence[Path] | None = None):
-        from .images import load_image
-
-        self.root, self.image_size, self.channels, self._load = Path(root), image_size, channels, load_image
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {self.root} does not exist")
-        self.classes = tuple(sorted(d.name for d in self.root.iterdir() if d.is_dir()))
-        if files is None:
-            files = [f for c in self.classes for f in sorted((self.root / c).rglob("*"))
-                     if f.suffix.lower() in IMAGE_EXTENSIONS]
-        if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in class subfolders of {self.root}")
-        self.files = list(files)
-        self.labels = torch.tensor([self.classes.index(f.relative_to(self.root).parts[0]) for f in self.files])
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        # Files are read lazily (checking a large folder up front is too slow), so a broken one surfaces here.
-        path = self.files[index]
-        try:
-            image = self._load(path, channels=self.channels)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}; remove or fix it") from err
-        return resize(image[None], self.image_size)[0], int(self.labels[index])
 
 
 def split_indices(num_items: int, split: str, holdout: float = HOLDOUT_FRACTION, seed: int = 0) -> torch.Tensor:
@@ -217,14 +188,20 @@ def digits_dataset(split: str, image_size: int = 8) -> TensorImageDataset:
 
 def build_dataset(name_or_path: str, split: str = "train", image_size: int | None = None, *,
                   root: str | Path | None = None, channels: int | None = None) -> Dataset:
-    """The entry point of the training CLIs: 'fashion-mnist', 'digits' or a folder of class subfolders.
+    """The entry point of the training CLIs: 'fashion-mnist', 'digits', an image folder or a shard directory.
+
+    A folder is either one subfolder of images per class (cut into our train / val / test split) or an
+    explicit layout with `train/` and `val/` (and optionally `test/`) side by side, used as given (see
+    `maskgit.image_folders`); a directory written by `maskgit.shards.write_shards` is read from its tar shards.
 
     Args:
         split: 'train', 'val', 'test' or 'trainval'.
-        image_size: output size (default: the source's native size; required for folders).
+        image_size: output size (default: the source's native size; required for folders and shards).
         root: Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist or $MASKGIT_FASHION_MNIST).
         channels: 1 or 3 (default: the source's own: 1 for Fashion-MNIST and digits, 3 for folders).
     """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if name_or_path == "fashion-mnist":
         dataset = fashion_mnist_dataset(split, root)
         native = 28
@@ -234,12 +211,7 @@ def build_dataset(name_or_path: str, split: str = "train", image_size: int | Non
     elif Path(name_or_path).is_dir():
         if image_size is None:
             raise ValueError("an image folder needs image_size")
-        full = ImageFolderDataset(name_or_path, image_size, channels or 3)
-        if len(full) < (need := min_split_size()):
-            raise ValueError(f"{name_or_path} holds {len(full)} image(s), too few for the train/val/test split; "
-                             f"need at least {need}")
-        keep = split_indices(len(full), split)
-        return ImageFolderDataset(name_or_path, image_size, channels or 3, [full.files[i] for i in keep])
+        return _folder_dataset(Path(name_or_path), split, image_size, channels or 3)
     else:
         raise FileNotFoundError(f"unknown dataset {name_or_path!r}: use 'fashion-mnist', 'digits' or a folder "
                                 f"with one subfolder of images per class")
@@ -248,6 +220,24 @@ def build_dataset(name_or_path: str, split: str = "train", image_size: int | Non
         images = to_channels(images, channels or 1)
         dataset = TensorImageDataset((images * 255).round().to(torch.uint8), dataset.labels, dataset.classes)
     return dataset
+
+
+def _folder_dataset(path: Path, split: str, image_size: int, channels: int) -> Dataset:
+    """A shard directory, an explicit split layout, or one folder cut by `split_indices`."""
+    from .shards import ShardDataset, is_shard_directory
+
+    if is_shard_directory(path):
+        return ShardDataset(path, split, image_size, channels)
+    if split_layout(path) is not None:
+        classes, files, labels, _ = layout_split(path, split)
+        return ImageFolderDataset(path, image_size, channels, files, classes=classes, labels=labels)
+    full = ImageFolderDataset(path, image_size, channels)
+    if len(full) < (need := min_split_size()):
+        raise ValueError(f"{path} holds {len(full)} image(s), too few for the train/val/test split; need at least "
+                         f"{need}")
+    keep = split_indices(len(full), split).tolist()
+    return ImageFolderDataset(path, image_size, channels, [full.files[i] for i in keep], classes=full.classes,
+                              labels=full.labels[keep].tolist())
 
 
 def dataset_fingerprint(dataset: Dataset, samples: int = 16) -> str:
@@ -267,6 +257,8 @@ def dataset_fingerprint(dataset: Dataset, samples: int = 16) -> str:
             stat = path.stat()
             h.update(f"{path.relative_to(dataset.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         h.update(dataset.labels.numpy().tobytes())
+    elif hasattr(dataset, "fingerprint"):  # shards: their index and files (see `maskgit.shards`)
+        h.update(dataset.fingerprint().encode())
     else:
         last = len(dataset) - 1
         for index in sorted({round(i * last / max(1, samples - 1)) for i in range(samples)} if last >= 0 else ()):

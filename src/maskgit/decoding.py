@@ -292,6 +292,7 @@ def guided_logits_fn(
     guidance_scale: float = 0.0,
     guidance_schedule: str = "constant",
     guidance_exponent: float = 2.75,
+    guidance_start: float = 0.0,
 ) -> LogitsFn:
     """Bind `labels` to a conditional model, with classifier-free guidance when the scale is not 0.
 
@@ -302,23 +303,31 @@ def guided_logits_fn(
         mask_id: the mask token id (to measure progress for the `linear` guidance schedule).
         null_label: the label meaning 'no class'; required when guidance_scale != 0.
         guidance_scale: w in logits = cond + w * (cond - uncond); 0 = plain conditional logits.
-        guidance_schedule, guidance_exponent: how w grows over decoding (see `guidance_scale_at`).
+        guidance_schedule: how w grows over decoding (see `guidance_scale_at`).
+        guidance_exponent: p of the power-cosine schedule.
+        guidance_start: a guidance interval (Kynkaanniemi et al. 2024): steps with r = (t + 1) / T <= this run the
+            conditional pass alone (w = 0, half the FLOPs); later steps are guided as the schedule says.
     Returns:
         A `(tokens, rows=None) -> logits` callable; with guidance it runs one forward pass on a 2B batch.
     """
     guidance_scale_at(guidance_scale, guidance_schedule, torch.zeros(1))  # validate the schedule name
     if not math.isfinite(guidance_exponent) or guidance_exponent <= 0:
         raise ValueError(f"guidance_exponent must be a finite number > 0, got {guidance_exponent}")
+    if not 0 <= guidance_start < 1:
+        raise ValueError(f"guidance_start must be in [0, 1), got {guidance_start}")
     if not math.isfinite(guidance_scale):
         raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
+    def conditional(tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        return model_fn(tokens, labels) if rows is None else model_fn(tokens, labels, rows=rows)
+
     if guidance_scale == 0:
-        def conditional(tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-            return model_fn(tokens, labels) if rows is None else model_fn(tokens, labels, rows=rows)
         return conditional
     if null_label is None:
         raise ValueError("guidance needs a model trained with a null class (TransformerConfig.null_class=True)")
 
     def logits_fn(tokens: torch.Tensor, rows: torch.Tensor | None = None, step_progress: float | None = None):
+        if step_progress is not None and step_progress <= guidance_start:
+            return conditional(tokens, rows).float()  # outside the guidance interval: w = 0, no unconditional pass
         both_labels = torch.cat([labels, torch.full_like(labels, null_label)])
         both = model_fn(torch.cat([tokens, tokens]), both_labels) if rows is None else \
             model_fn(torch.cat([tokens, tokens]), both_labels, rows=torch.cat([rows, rows]))

@@ -77,7 +77,8 @@ def _cpu_bf16_faster() -> bool:
 def _auto_dtype(device_type: str, index: int | None) -> torch.dtype:
     if device_type == "cuda":
         with torch.cuda.device(index or 0):
-            return pick_dtype("cuda", cuda_bf16=torch.cuda.is_bf16_supported())
+            # native bf16 only (compute capability 8.0+): V100 and T4 "support" it by emulation, slower than fp16
+            return pick_dtype("cuda", cuda_bf16=torch.cuda.is_bf16_supported(including_emulation=False))
     return pick_dtype(device_type, capability=torch.backends.cpu.get_cpu_capability(), flags=cpu_flags(),
                       bf16_faster=_cpu_bf16_faster)
 

@@ -1,7 +1,9 @@
 """PNG input/output shared by training, evaluation, sampling and the examples.
 
 Images are float tensors (C, H, W) or (B, C, H, W) in [0, 1]; grids are tiled row by row.
-Files are written through a temporary name and a rename, so a crash never leaves half a PNG.
+Files are written through a temporary name and a rename, so a crash never leaves half a PNG. Every user image is
+opened through `open_image`, which refuses one over `MAX_IMAGE_PIXELS` from its header, before decoding; every
+resize to the model's square size is `resize` (shorter side scaled, centre crop).
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .atomic import write_bytes_atomic
@@ -58,29 +64,89 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return save_image(make_grid(images.detach().float().clamp(0, 1).cpu(), nrow, padding, pad_value), path)
 
 
+MAX_IMAGE_PIXELS = 2**25  # width x height (33.5 megapixels, e.g. 5792x5792); decoding more takes GBs of memory
+
+
+class ImageTooLargeError(ValueError):
+    """An image file with more pixels than the limit, refused from its header; `pixels` says how many it has."""
+
+    def __init__(self, path: str | os.PathLike, size: tuple[int, int] | None, limit: int):
+        self.path, self.limit = path, limit
+        self.pixels = (f"is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else
+                       f"has more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels")  # Pillow's bomb limit
+        super().__init__(f"{path} {self.pixels}, over the limit of {limit:,} pixels; downscale it first")
+
+
+@contextmanager
+def open_image(path: str | os.PathLike, max_pixels: int | None = None, *,
+               data: bytes | None = None) -> Iterator[Image.Image]:
+    """Open an image file lazily (Pillow reads the header only), refusing it before any pixel is decoded when it
+    has more than `max_pixels` (default `MAX_IMAGE_PIXELS`) pixels. With `data` (the file's bytes, e.g. from a tar
+    shard) those are read, and `path` only names the image in errors.
+
+    Raises:
+        ImageTooLargeError: too many pixels; the one-line message names the file and the limit. Unreadable files
+            raise what `PIL.Image.open` raises.
+    """
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():  # Pillow's own bomb warning: the size is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path if data is None else io.BytesIO(data))
+    except Image.DecompressionBombError:  # raised by Image.open itself past twice Pillow's limit
+        raise ImageTooLargeError(path, None, limit) from None
+    with image:
+        if image.width * image.height > limit:
+            raise ImageTooLargeError(path, image.size, limit)
+        yield image
+
+
+def resize(images: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
+    """(N, C, H, W) float -> (N, C, size, size): scale the shorter side to `size`, centre-crop.
+
+    The one resize of training data, editing inputs and their masks (`mode="nearest"`), so that a non-square
+    image gives the same pixels everywhere.
+    """
+    h, w = images.shape[-2:]
+    if (h, w) == (size, size):
+        return images
+    scale = size / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    if mode == "nearest":
+        images = F.interpolate(images, size=new, mode="nearest")
+    else:
+        images = F.interpolate(images, size=new, mode=mode, align_corners=False, antialias=scale < 1)
+    top, left = (new[0] - size) // 2, (new[1] - size) // 2
+    return images[..., top:top + size, left:left + size].clamp(0, 1)
+
+
 ALPHA_BACKGROUND = "black"  # transparent pixels are composited on this (value 0), as the model never sees alpha
 _REFUSED_MODES = {"CMYK": "a CMYK (print) image", "LAB": "a CIELAB image", "HSV": "an HSV image",
                   "RGBX": "an RGBX image", "RGBa": "a premultiplied-alpha image", "La": "a premultiplied-alpha image"}
 
 
-def load_image(path: str | os.PathLike, channels: int = 3, notes: list[str] | None = None) -> torch.Tensor:
+def load_image(path: str | os.PathLike, channels: int = 3, notes: list[str] | None = None, *,
+               data: bytes | None = None) -> torch.Tensor:
     """Read an image file without changing its content -> (channels, H, W) float in [0, 1].
+
+    With `data` (the file's bytes, e.g. from a tar shard) those are decoded and `path` only names the image.
 
     8- and 16-bit grayscale, RGB, palette and 1-bit images are read exactly (16-bit colour PNGs at the 8 bits
     Pillow decodes them to, within 1/255); alpha (RGBA, LA, transparent palettes) is composited on black, with a
     line appended to `notes`. Grey images become RGB by repeating the channel.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not a readable image, or not readable exactly: colour
+        FileNotFoundError: no such file. ImageTooLargeError: over `MAX_IMAGE_PIXELS` (see `open_image`).
+        ValueError: not a readable image, or not readable exactly: colour
             pixels asked for as one channel, several frames, CMYK and other colour spaces, 32-bit integers,
             float values outside [0, 1]; the message says why and what to do.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if not Path(path).is_file():
+    if data is None and not Path(path).is_file():
         raise FileNotFoundError(f"image {path} does not exist (or is not a file)")
     try:
-        with Image.open(path) as image:
+        with open_image(path, data=data) as image:
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
                 raise ValueError(f"{path} holds {frames} frames (an animation or a stack); save the frame you mean "
@@ -102,7 +168,7 @@ def load_image(path: str | os.PathLike, channels: int = 3, notes: list[str] | No
         array = array[..., :1]
     if array.shape[-1] == 1 and channels == 3:
         array = np.repeat(array, 3, axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))  # no float64 copy
 
 
 def _pixels(image: Image.Image, path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -25,7 +25,8 @@ def random_token_mask(
     """Sample MVTM masks.
 
     Args:
-        batch_size, num_tokens: B and N.
+        batch_size: B.
+        num_tokens: N.
         schedule: the mask schedule gamma (see `maskgit.schedules`).
         generator: source of all randomness (must live on `device`).
     Returns:

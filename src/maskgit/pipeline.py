@@ -19,7 +19,9 @@ import torch.nn as nn
 
 from . import editing
 from .atomic import write_json_atomic
+from .bundled import CONFIG_NAME, bundled_models, bundled_or_path
 from .cached_passes import CachedPasses
+from .class_names import class_index
 from .config import ModelConfig, SamplingConfig, SamplingPreset, from_dict, to_dict
 from .decoding import GeneratorArg, decode, guided_logits_fn
 from .fastpath import autocast, fast_forward, head_at_unknown_only, inference_copy, keep_freed_memory, resolve_dtype
@@ -27,8 +29,6 @@ from .transformer import MaskGITTransformer
 from .vq import VQGAN
 from .weights import empty_module, load_weights, save_weights
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-CONFIG_NAME = "config.json"
 TOKENIZER_WEIGHTS = "tokenizer.safetensors"
 TRANSFORMER_WEIGHTS = "transformer.safetensors"
 
@@ -49,43 +49,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device mps is not available on this machine; use the cpu device (--device cpu)")
     return device
-
-
-def class_index_by_name(class_names: Sequence[str], name: str) -> int:
-    """Index of the class called `name` (case-insensitive): its whole name or one of its comma-separated
-    synonyms ("golden retriever", "tench" for "tench, Tinca tinca"); an ambiguous synonym is refused."""
-    key = name.strip().lower()
-    found = [i for i, n in enumerate(class_names) if n.lower() == key]
-    if not found:
-        found = [i for i, n in enumerate(class_names) if key in (s.strip().lower() for s in n.split(","))]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        choices = "; ".join(f"{i} = {class_names[i]!r}" for i in found)
-        raise ValueError(f"class name {name!r} is ambiguous ({choices}): pass the class index")
-    if len(class_names) <= 20:
-        raise ValueError(f"unknown class name {name!r}; known names: {list(class_names) or 'none'}")
-    import difflib
-
-    close = difflib.get_close_matches(key, [n.lower() for n in class_names], n=5, cutoff=0.5)
-    raise ValueError(f"unknown class name {name!r} among {len(class_names)} classes"
-                     + (f"; close: {close}" if close else "; pass a class index"))
-
-
-def bundled_models() -> list[str]:
-    """Names accepted by `MaskGIT.from_pretrained` without a path (shipped inside the package)."""
-    if not PRETRAINED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
-
-
-def bundled_or_path(name_or_path: str | Path, file_name: str) -> Path:
-    """`name_or_path` as a directory: itself when it holds `file_name`, else the bundled model of that name if
-    there is one, else itself (the caller reports what is missing)."""
-    directory = Path(name_or_path)
-    if not (directory / file_name).is_file() and str(name_or_path) in bundled_models():
-        return PRETRAINED_DIR / str(name_or_path)
-    return directory
 
 
 class MaskGIT(nn.Module):
@@ -184,7 +147,11 @@ class MaskGIT(nn.Module):
 
     # ------------------------------------------------------------------ sampling
     def resolve_labels(self, labels: Labels, batch_size: int | None = None) -> torch.Tensor | None:
-        """Class indices or names -> (B,) long tensor on the model's device, range-checked."""
+        """Class indices or names -> (B,) long tensor on the model's device, range-checked.
+
+        A string is a class name first (so "1999" is the class of that name); it is read as an index only when no
+        class has that name. Integers (and tensors) are indices.
+        """
         num_classes = self.transformer.config.num_classes
         if labels is None:
             if num_classes > 0:
@@ -193,9 +160,9 @@ class MaskGIT(nn.Module):
         if num_classes == 0:
             raise ValueError("this model is unconditional: pass labels=None")
         if not torch.is_tensor(labels) and not isinstance(labels, (list, tuple)):
-            labels = [labels]  # one index or name; anything else is refused by _class_index
+            labels = [labels]  # one index or name; anything else is refused by class_index
         if not torch.is_tensor(labels):
-            labels = torch.tensor([self._class_index(x) for x in labels], dtype=torch.long)
+            labels = torch.tensor([class_index(self.class_names, x) for x in labels], dtype=torch.long)
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.dim() > 1:
             raise ValueError(f"labels must be a 1-D integer tensor of class indices, got {labels.dtype} of shape "
                              f"{tuple(labels.shape)}")
@@ -207,12 +174,6 @@ class MaskGIT(nn.Module):
             raise ValueError(f"got {labels.numel()} labels for a batch of {batch_size}")
         return labels.expand(batch_size) if batch_size is not None else labels
 
-    def _class_index(self, label: int | str) -> int:
-        if isinstance(label, str) and not label.lstrip("-").isdigit():
-            return class_index_by_name(self.class_names, label)
-        if isinstance(label, bool) or not isinstance(label, (int, str)) and not hasattr(label, "__index__"):
-            raise ValueError(f"labels must be class indices or names, got {label!r}")
-        return int(label)
 
     def fill_tokens(self, tokens: torch.Tensor, labels: torch.Tensor | None, *, start_iter: int = 0,
                     generator: GeneratorArg = None, return_history: bool = False,
@@ -221,8 +182,8 @@ class MaskGIT(nn.Module):
         """Decode the `mask_id` positions of (B, N) `tokens`.
 
         `settings` are `SamplingConfig` fields (steps, schedule, temperature, temperature_end, choice_temperature,
-        sampler, guidance_scale, guidance_schedule, guidance_exponent, cheap_passes); unset or None ones take the
-        model's defaults, or those of its named `sampling_preset` (e.g. "fast"). `dtype` (None:
+        sampler, guidance_scale, guidance_schedule, guidance_exponent, guidance_start, cheap_passes); unset or None
+        ones take the model's defaults, or those of its named `sampling_preset` (e.g. "fast"). `dtype` (None:
         `self.default_dtype`) is the compute dtype (see `maskgit.fastpath`); `compile` runs the network through
         torch.compile (not with cheap passes, whose shapes change every step).
         """
@@ -243,7 +204,7 @@ class MaskGIT(nn.Module):
             network = fast_forward(self.transformer, compute_dtype, compile=compile)
         logits_fn = guided_logits_fn(network, labels, mask_id=cfg.mask_id, null_label=cfg.null_label,
                                      guidance_scale=s.guidance_scale, guidance_schedule=s.guidance_schedule,
-                                     guidance_exponent=s.guidance_exponent)
+                                     guidance_exponent=s.guidance_exponent, guidance_start=s.guidance_start)
         with torch.inference_mode():
             out = decode(
                 logits_fn, tokens, mask_id=cfg.mask_id, steps=s.steps, schedule=s.schedule,
@@ -304,6 +265,9 @@ class MaskGIT(nn.Module):
         `sampling`; for a causal model its own (sampler, temperature, top_k), not MaskGIT's decoding ones."""
         if self.transformer.config.causal:
             return {"sampler": "cached", "temperature": self.sampling.temperature, "top_k": None, **sampling}
+        if sampling.get("top_k") is not None:
+            raise ValueError("top_k settings only apply to autoregressive (causal) models")
+        sampling = {k: v for k, v in sampling.items() if k != "top_k"}
         settings = {k: v for k, v in sampling.items() if k not in ("dtype", "compile", "sampling_preset")}
         extra = {k: v for k, v in sampling.items() if k not in settings}
         return {**vars(self.resolve_sampling(sampling.get("sampling_preset"), **settings)), **extra}
@@ -345,7 +309,8 @@ class MaskGIT(nn.Module):
             labels: class indices or names, one per image (None for an unconditional model).
             num_samples: batch size when labels is None, or to repeat a single label.
             **sampling: `SamplingConfig` fields (steps, schedule, temperature, temperature_end, sampler,
-                choice_temperature, guidance_scale, guidance_schedule, guidance_exponent, cheap_passes),
+                choice_temperature, guidance_scale, guidance_schedule, guidance_exponent, guidance_start,
+                cheap_passes),
                 sampling_preset, generator (see above), dtype, compile (see `fill_tokens`); for a causal
                 model temperature, top_k, sampler, generator, dtype (see `sample_autoregressive`).
         Returns:

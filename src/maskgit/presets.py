@@ -2,7 +2,8 @@
 
 `maskgit presets` lists them; `--preset NAME` or `"preset": NAME` in a JSON config starts from one (fields
 given beside it override it); with neither, `nearest_preset` picks one from the data's channels and size.
-The per-network tables (`TOKENIZER_PRESETS`, `TRANSFORMER_PRESETS`) stay importable from `maskgit.config`.
+The per-network tables (`TOKENIZER_PRESETS`, `TRANSFORMER_PRESETS`) live here too; `config.py` holds only the
+config classes and never imports this module.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ def canonical_schedule(schedule: str) -> str:
     )
 
 
-def mask_ratio(r, schedule: str = "cosine", num_tokens: int | torch.Tensor | None = None) -> torch.Tensor:
+def mask_ratio(r: float | torch.Tensor, schedule: str = "cosine",
+               num_tokens: int | torch.Tensor | None = None) -> torch.Tensor:
     """gamma(r) for the given schedule, clipped into [1e-6, 1] as in the official code.
 
     Args:

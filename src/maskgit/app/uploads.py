@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..editing_io import load_inputs
+from ..images import ImageTooLargeError, open_image
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
@@ -60,14 +60,14 @@ def load_upload(path: str | Path | None, channels: int, size: int, resize: bool,
     if nbytes > limits.max_upload_bytes:
         raise ValueError(f"the file is {_size(nbytes)}; the limit is {_size(limits.max_upload_bytes)}")
     try:
-        with Image.open(path) as image:
+        with open_image(path, limits.max_pixels) as image:  # refuses a huge image from its header
             kind, (w, h) = image.format, image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except ImageTooLargeError as err:
+        raise ValueError(f"the image {err.pixels}; the limit is {limits.max_pixels:,} pixels") from None
+    except (OSError, SyntaxError, ValueError):
         raise ValueError(f"{path.name} is not an image file; upload a {', '.join(IMAGE_FORMATS)} image") from None
     if kind not in IMAGE_FORMATS:
         raise ValueError(f"{path.name} is a {kind} file; upload a {', '.join(IMAGE_FORMATS)} image")
-    if w * h > limits.max_pixels:
-        raise ValueError(f"the image is {w}x{h} = {w * h:,} pixels; the limit is {limits.max_pixels:,} pixels")
     if (w, h) != (size, size) and not resize:
         raise ValueError(f"the image is {w}x{h} pixels but the model works on {size}x{size}; upload a "
                          f"{size}x{size} image or tick 'resize to {size}x{size}'")

@@ -26,15 +26,16 @@ def topk_accuracy(model, images: np.ndarray, labels: np.ndarray, ks=(1, 5), batc
     return {f"top{k}": float(hits[:, :k].any(1).float().mean()) for k in ks}
 
 
-def _train(images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int, seed: int):
+def _train(images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int, seed: int, progress: bool = True):
     config = ClassifierConfig(in_channels=images.shape[-1], image_size=images.shape[1], num_classes=num_classes)
     return train_classifier(to_float_nchw(images), torch.as_tensor(labels, dtype=torch.long), config=config,
-                            epochs=epochs, seed=seed)
+                            epochs=epochs, seed=seed, progress=progress)
 
 
 def classification_accuracy_score(generated: np.ndarray, generated_labels: np.ndarray, test: np.ndarray,
                                   test_labels: np.ndarray, real: np.ndarray | None = None,
-                                  real_labels: np.ndarray | None = None, *, epochs: int = 10, seed: int = 0) -> dict:
+                                  real_labels: np.ndarray | None = None, *, epochs: int = 10, seed: int = 0,
+                                  progress: bool = True) -> dict:
     """CAS: top-1 / top-5 on the real `test` set of a classifier trained on `generated` images only.
 
     Args:
@@ -49,12 +50,12 @@ def classification_accuracy_score(generated: np.ndarray, generated_labels: np.nd
     num_classes = int(max(generated_labels.max(), test_labels.max())) + 1
     result = {"num_train": len(generated), "num_test": len(test), "epochs": epochs, "seed": seed,
               "classifier": "maskgit judge CNN (evaluation/classifier.py), trained from scratch",
-              "generated": topk_accuracy(_train(generated, generated_labels, num_classes, epochs, seed),
+              "generated": topk_accuracy(_train(generated, generated_labels, num_classes, epochs, seed, progress),
                                          test, test_labels), "real": None}
     if real is not None:
         if len(real) < len(generated):
             raise ValueError(f"the real training set has {len(real)} images, fewer than the {len(generated)} "
                              f"generated ones; CAS compares classifiers trained on the same number of images")
-        model = _train(real[:len(generated)], real_labels[:len(generated)], num_classes, epochs, seed)
+        model = _train(real[:len(generated)], real_labels[:len(generated)], num_classes, epochs, seed, progress)
         result["real"] = topk_accuracy(model, test, test_labels)
     return result

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
+from ..bundled import PRETRAINED_DIR
 from ..config import from_dict, to_dict
 
 
@@ -63,6 +64,17 @@ def save_classifier(model: Classifier, directory: str | Path, metrics: dict | No
     write_json_atomic(directory / "classifier.json", {"config": to_dict(model.config), "metrics": metrics or {}})
 
 
+def resolve_classifier(name_or_path: str | Path) -> Path:
+    """A classifier directory: `name_or_path` itself when it holds classifier.json, else the bundled judge of
+    that name (e.g. fashion-mnist-classifier)."""
+    path = Path(name_or_path)
+    if (path / "classifier.json").is_file():
+        return path
+    if (PRETRAINED_DIR / str(name_or_path) / "classifier.json").is_file():
+        return PRETRAINED_DIR / str(name_or_path)
+    raise FileNotFoundError(f"no classifier at {name_or_path!r}; train one with `maskgit train-classifier --out DIR`")
+
+
 def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """Load a `save_classifier` directory (classifier.json + classifier.safetensors) in eval mode.
 
@@ -94,20 +106,27 @@ def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -
 
 
 @torch.no_grad()
-def predict(model: Classifier, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (predicted labels (B,), features (B, feature_dim)) in eval mode."""
+def classify(model: Classifier, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (B, feature_dim), class logits (B, num_classes)) of images (B, C, H, W) in [0, 1], in eval mode."""
     model.eval()
     device = next(model.parameters()).device
-    preds, feats = [], []
+    feats, logits = [], []
     for chunk in images.split(batch_size):
         f = model.features(chunk.to(device))
         feats.append(f.cpu())
-        preds.append(model.logits_head(f).argmax(-1).cpu())
-    return torch.cat(preds), torch.cat(feats)
+        logits.append(model.logits_head(f).cpu())
+    return torch.cat(feats), torch.cat(logits)
+
+
+def predict(model: Classifier, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (predicted labels (B,), features (B, feature_dim)) in eval mode."""
+    feats, logits = classify(model, images, batch_size)
+    return logits.argmax(-1), feats
 
 
 def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, *, config: ClassifierConfig | None = None,
-                     epochs: int = 8, batch_size: int = 128, lr: float = 2e-3, seed: int = 0) -> Classifier:
+                     epochs: int = 8, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+                     progress: bool = True) -> Classifier:
     """Adam + one-cycle LR, random horizontal flips and 2-pixel shifts. Images (N, C, H, W) in [0, 1]."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -123,7 +142,7 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, *, 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
     model.train()
-    bar = tqdm(total=steps, desc="classifier")
+    bar = tqdm(total=steps, desc="classifier", disable=not progress)
     for _ in range(epochs):
         perm = torch.randperm(len(train_images), generator=g)
         for i in range(len(train_images) // batch_size):

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json_atomic
 from ..editing import EDIT_START_ITER
 from .classifier import predict
-from .frechet import frechet_or_none
+from .frechet import few_images_warnings, frechet_or_none
 
 
 def centre_mask(images: torch.Tensor, fraction: float = 0.5) -> torch.Tensor:
@@ -30,14 +30,15 @@ def centre_mask(images: torch.Tensor, fraction: float = 0.5) -> torch.Tensor:
     return mask
 
 
-def _batched(fn, *tensors, batch_size: int, desc: str):
-    return torch.cat([fn(*chunk) for chunk in tqdm(list(zip(*(t.split(batch_size) for t in tensors))), desc=desc)])
+def _batched(fn, *tensors, batch_size: int, desc: str, progress: bool = True):
+    chunks = list(zip(*(t.split(batch_size) for t in tensors)))
+    return torch.cat([fn(*chunk) for chunk in tqdm(chunks, desc=desc, disable=not progress)])
 
 
 def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str = "fashion-mnist",
                      data_root: str | None = None, num_inpaint: int = 500, num_edit: int = 200, seed: int = 0,
                      batch_size: int = 100, device: str = "cpu", overwrite: bool = False, resize: bool = False,
-                     **sampling) -> dict:
+                     progress: bool = True, **sampling) -> dict:
     """Run both editing benchmarks on test images of `data` (which the model must fit: other sizes need `resize`);
     write JSON and a PNG of examples. At most half the test split is inpainted; the rest is the real reference."""
     from ..images import save_grid
@@ -63,7 +64,8 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
     x, y = test_x[order[:num_inpaint]], test_y[order[:num_inpaint]]
     mask = centre_mask(x)
     inpainted = _batched(lambda im, m: pipe.inpaint(im.to(pipe.device), m.to(pipe.device), generator=g,
-                                                    **sampling).cpu(), x, mask, batch_size=batch_size, desc="inpaint")
+                                                    **sampling).cpu(), x, mask, batch_size=batch_size, desc="inpaint",
+                       progress=progress)
     pred_orig, feat_orig = predict(judge, x)
     pred_inp, feat_inp = predict(judge, inpainted)
     _, feat_real = predict(judge, test_x[order[num_inpaint:num_inpaint + 5000]])
@@ -74,7 +76,8 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
     targets = (ey + offset) % num_classes  # a class other than the original
     h, w = ex.shape[-2:]
     edited = _batched(lambda im, t: pipe.edit(im.to(pipe.device), (0, 0, w, h), t.to(pipe.device), generator=g,
-                                              **sampling).cpu(), ex, targets, batch_size=batch_size, desc="edit")
+                                              **sampling).cpu(), ex, targets, batch_size=batch_size, desc="edit",
+                    progress=progress)
     pred_edit, _ = predict(judge, edited)
     result = {
         "inpainting": {
@@ -89,7 +92,10 @@ def evaluate_editing(model: str, classifier: str, out: str | Path, *, data: str 
             "target_reached": float((pred_edit == targets).float().mean()),
             "still_original": float((pred_edit == ey).float().mean()),
         },
-        "model": str(model), "seed": seed, "sampling": sampling, "seconds": round(time.time() - start, 1),
+        "model": str(model), "classifier": str(classifier), "data": data, "data_root": data_root, "resize": resize,
+        "seed": seed, "batch_size": batch_size, "device": str(device), "sampling": sampling,
+        "seconds": round(time.time() - start, 1),
+        "warnings": few_images_warnings({"inpainted": num_inpaint, "real reference": len(feat_real)}),
     }
     k = min(8, num_inpaint, num_edit)  # examples per row
     rows = torch.stack([x[:k], x[:k].masked_fill(mask[:k], 0.5), inpainted[:k], ex[:k], edited[:k]])

@@ -63,8 +63,7 @@ class FeatureExtractor:
 
 
 def _classifier_extractor(name_or_dir: str, device: str) -> FeatureExtractor:
-    from .classifier import load_classifier
-    from .report import resolve_classifier
+    from .classifier import load_classifier, resolve_classifier
 
     directory = resolve_classifier(name_or_dir)
     model = load_classifier(directory, device)

@@ -41,3 +41,14 @@ def frechet_or_none(features_a, features_b) -> float | None:
     if len(features_a) < 2 or len(features_b) < 2:
         return None
     return frechet_distance_between(features_a, features_b)
+
+
+FEW_IMAGES = 1000  # below this, FD, precision / recall and IS are too noisy and biased to mean much
+
+
+def few_images_warnings(counts: dict[str, int | None]) -> list[str]:
+    """A warning for each named image set (e.g. {"generated": 18}) of fewer than FEW_IMAGES images."""
+    return [f"{count:,} {name} images: distribution metrics (Frechet distance, precision / recall, Inception Score) "
+            f"from fewer than {FEW_IMAGES:,} images are dominated by noise and small-sample bias; compare them only "
+            f"with values at the same count (papers use 10,000 to 50,000)"
+            for name, count in counts.items() if count is not None and count < FEW_IMAGES]

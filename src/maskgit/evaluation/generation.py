@@ -3,44 +3,47 @@
 Agreement: the fraction of generated images the classifier assigns the requested class.
 Diversity and fidelity: the Frechet distance between classifier features of generated and real
 test images, reported beside the real-train vs real-test distance (the floor), and improved precision
-(fidelity) / recall (coverage) with k = 3 nearest neighbours on the same features.
+(fidelity) / recall (coverage) with k = 3 nearest neighbours on the same features. The scores are
+`metrics.score_features`, the same as `maskgit metrics --features classifier:...` computes.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .classifier import Classifier, predict
+from .classifier import Classifier, classify, predict
 from .frechet import frechet_or_none
-from .precision_recall import precision_recall
+from .metrics import feature_reference, score_features
 
 
 @torch.no_grad()
-def generate_per_class(pipe, num_per_class: int, *, batch_size: int = 250, seed: int = 0,
+def generate_per_class(pipe, num_per_class: int, *, batch_size: int = 250, seed: int = 0, progress: bool = True,
                        **sampling) -> tuple[torch.Tensor, torch.Tensor]:
     """`num_per_class` samples of every class: (images (M, C, H, W), requested labels (M,))."""
     num_classes = pipe.transformer.config.num_classes
     labels = torch.arange(num_classes).repeat_interleave(num_per_class)
     generator = torch.Generator(pipe.device).manual_seed(seed)
     images = [pipe.generate(chunk, generator=generator, **sampling).cpu()
-              for chunk in tqdm(labels.split(batch_size), desc="generate")]
+              for chunk in tqdm(labels.split(batch_size), desc="generate", disable=not progress)]
     return torch.cat(images), labels
 
 
 def score_images(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
-                 real_features: torch.Tensor) -> dict:
-    """Agreement with `labels`, Frechet distance and precision / recall (k = 3) against `real_features`."""
-    preds, feats = predict(classifier, images)
-    per_class = {int(c): float((preds[labels == c] == c).float().mean()) for c in labels.unique()}
-    k = 3
-    enough = len(feats) > k and len(real_features) > k  # k nearest neighbours need more than k points per set
-    pr = precision_recall(real_features.numpy(), feats.numpy(), k) if enough else {"precision": None, "recall": None}
+                 real_features: torch.Tensor, k: int = 3) -> dict:
+    """Agreement with `labels` (overall and per class), Frechet distance and precision / recall against
+    `real_features` of the judge's features of `images` (a score too few images cannot give is None)."""
+    feats, logits = classify(classifier, images)
+    probs, labels = logits.double().softmax(-1).numpy(), labels.numpy()  # as `maskgit metrics` extracts them
+    scores = score_features(feats.numpy(), probs, labels, feature_reference(real_features.numpy()), k=k,
+                            splits=None, agreement=True)
+    preds = probs.argmax(1)
     return {
-        "agreement": float((preds == labels).float().mean()),
-        "agreement_per_class": per_class,
-        "frechet_to_real_test": frechet_or_none(feats.numpy(), real_features.numpy()),
-        "precision": pr["precision"], "recall": pr["recall"], "precision_recall_k": k,
+        "agreement": scores["class_agreement"],
+        "agreement_per_class": {int(c): float((preds[labels == c] == c).mean()) for c in np.unique(labels)},
+        "frechet_to_real_test": scores["frechet_distance"],
+        "precision": scores["precision"], "recall": scores["recall"], "precision_recall_k": k,
         "num_images": len(images),
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 
 from ..atomic import write_bytes_atomic
+from ..data import build_dataset, find_images, skipped_note
+from ..images import ImageTooLargeError, open_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -30,7 +33,7 @@ class ImageSet:
     source: str
     images: np.ndarray | None = None
     labels: np.ndarray | None = None
-    stats: dict[str, np.ndarray] = field(default_factory=dict)  # mu, sigma [, features, probs]
+    stats: dict[str, np.ndarray] = field(default_factory=dict)  # mu, sigma [, features, probs]; with images too
     meta: dict = field(default_factory=dict)  # what made the statistics (feature extractor, ...)
 
     def __len__(self) -> int:
@@ -91,32 +94,39 @@ def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, meta: dict, 
 
 
 def _from_npz(path: Path) -> ImageSet:
+    """Images (arr_0 [, arr_1]), statistics (mu, sigma [, meta, features, probs]), or both (the ADM ImageNet
+    reference batches hold images and the statistics their evaluator reads)."""
     data = load_npz(path)
-    if "arr_0" in data:
-        labels = data.get("arr_1")
-        check_batch(data["arr_0"], labels, str(path))
-        return ImageSet(str(path), images=data["arr_0"], labels=labels)
+    stats, meta = {}, {}
     if "mu" in data and "sigma" in data:
         meta = json.loads(str(data.pop("meta"))) if "meta" in data else {}
         mu, sigma = data["mu"], data["sigma"]
         if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
             raise ValueError(f"{path}: mu must be (D,) and sigma (D, D), got {mu.shape} and {sigma.shape}")
-        return ImageSet(str(path), stats=data, meta=meta)
+        stats = {key: value for key, value in data.items() if key not in ("arr_0", "arr_1")}
+    if "arr_0" in data:
+        labels = data.get("arr_1")
+        check_batch(data["arr_0"], labels, str(path))
+        return ImageSet(str(path), images=data["arr_0"], labels=labels, stats=stats, meta=meta)
+    if stats:
+        return ImageSet(str(path), stats=stats, meta=meta)
     raise ValueError(f"{path} holds neither images (arr_0, the ADM reference-batch layout) nor statistics "
                      f"(mu and sigma); found keys {sorted(data)}")
 
 
 def _from_folder(path: Path) -> ImageSet:
-    from PIL import Image
-
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files, skipped = find_images(path, IMAGE_SUFFIXES)
+    if skipped:
+        print(f"note: {skipped_note(skipped, path)}", file=sys.stderr)
     if not files:
         raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}); pass a folder of images or an .npz")
     arrays = []
     for file in files:
         try:
-            with Image.open(file) as image:
+            with open_image(file) as image:  # refuses a huge image from its header
                 arrays.append(np.asarray(image.convert("L" if image.mode in ("1", "L", "I;16", "I") else "RGB")))
+        except ImageTooLargeError:
+            raise  # its message names the file and the limit
         except (OSError, SyntaxError, ValueError) as err:
             raise ValueError(f"{file} is not a readable image file ({err}); re-export it or remove it") from None
     shapes = {a.shape for a in arrays}
@@ -139,10 +149,11 @@ def load_image_set(path: str | Path) -> ImageSet:
 
 
 def content_hash(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder's image files (relative names and bytes, in sorted order)."""
+    """SHA-256 of a file, or of a folder's image files as `load_image_set` reads them (relative names and bytes,
+    in sorted order)."""
     path = Path(path)
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+    files = find_images(path, IMAGE_SUFFIXES)[0] if path.is_dir() else [path]
     for file in files:
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode() + b"\0")
@@ -152,11 +163,20 @@ def content_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def dataset_tensors(data: str, split: str, data_root: str | None = None, image_size: int | None = None,
+                    channels: int | None = None):
+    """A whole dataset split as (images (M, C, H, W) float in [0, 1], labels (M,) long)."""
+    from torch.utils.data import DataLoader
+
+    dataset = build_dataset(data, split=split, root=data_root, image_size=image_size, channels=channels)
+    images, labels = zip(*DataLoader(dataset, batch_size=1000))
+    return torch.cat(images), torch.cat([torch.as_tensor(x) for x in labels]).long()
+
+
 def write_dataset_batch(data: str, split: str, out: str | Path, *, num: int | None = None, seed: int = 0,
                         data_root: str | None = None, overwrite: bool = False) -> Path:
     """Write a dataset split (or `num` images of it drawn with `seed`) as a labelled reference batch."""
     from ..outputs import check_writable
-    from .report import dataset_tensors
 
     out = Path(out)
     if out.suffix != ".npz":

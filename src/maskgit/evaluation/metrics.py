@@ -3,8 +3,11 @@
 The dump is scored against a reference (images, a dump, or mu/sigma statistics) on one feature
 extractor (`features.py`). Real image sets are reduced to features once and cached as a statistics
 `.npz` keyed by their content hash and the extractor's weight hash; an optional real baseline set of
-the same size scored the same way gives the values real data reaches. Results record every setting that
-affects a number, and a PNG sample sheet goes beside them.
+the same size scored the same way gives the values real data reaches. As the ADM evaluator does, a set
+whose `.npz` holds `mu` / `sigma` (the ADM ImageNet reference batches hold images too) gets its Frechet
+distance from them, and precision / recall and IS from its images. Results record every setting that
+affects a number and which statistics were used, with a warning for sets under 1,000 images, and a PNG
+sample sheet goes beside them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .features import FeatureExtractor, load_extractor
-from .frechet import feature_statistics, frechet_distance
+from .frechet import feature_statistics, few_images_warnings, frechet_distance
 from .image_sets import ImageSet, content_hash, load_image_set, save_stats
 from .inception_score import inception_score
 from .precision_recall import precision_recall
@@ -43,7 +46,7 @@ def set_statistics(path: str | Path, extractor: FeatureExtractor, *, cache_dir: 
     image_set = load_image_set(path)
     if image_set.images is None:  # statistics file: the ADM reference batches, or our cache
         _check_stats_extractor(image_set, extractor)
-        return image_set, {**image_set.stats, "cache": None}
+        return image_set, {**image_set.stats, "cache": None, "frechet_from": FROM_FILE}
     extractor.check(image_set.images, str(path))
     cache = None
     if cache_dir is not None:
@@ -51,40 +54,84 @@ def set_statistics(path: str | Path, extractor: FeatureExtractor, *, cache_dir: 
         cache = Path(cache_dir) / f"{key}.npz"
         if cache.is_file():
             cached = load_image_set(cache)
-            return image_set, {**cached.stats, "cache": str(cache)}
+            return image_set, frechet_statistics(image_set, {**cached.stats, "cache": str(cache)}, extractor)
     features, probs = extractor(image_set.images, batch_size, desc=f"features {Path(path).name}", progress=progress)
     mu, sigma = feature_statistics(features)
     if cache is not None:
         meta = {"source": str(path), "num_images": len(features), "features": extractor.describe()}
         save_stats(cache, mu, sigma, meta, features=features, probs=probs)
-    return image_set, {"mu": mu, "sigma": sigma, "features": features, "probs": probs,
-                       "cache": None if cache is None else str(cache)}
+    stats = {"mu": mu, "sigma": sigma, "features": features, "probs": probs,
+             "cache": None if cache is None else str(cache)}
+    return image_set, frechet_statistics(image_set, stats, extractor)
+
+
+FROM_FILE, FROM_IMAGES = "mu/sigma of the file", "features of the images"
+
+
+def frechet_statistics(image_set: ImageSet, stats: dict, extractor: FeatureExtractor) -> dict:
+    """`stats` of a set's images, with the mu / sigma its Frechet distance uses: its file's own when it has them
+    (the ADM evaluator's rule) and they are of the features' dimension, else its images' ("frechet_from" says)."""
+    if "mu" not in image_set.stats:
+        return {**stats, "frechet_from": FROM_IMAGES}
+    dim, file_dim = stats["features"].shape[1], len(image_set.stats["mu"])
+    if file_dim != dim:
+        return {**stats, "frechet_from": FROM_IMAGES,
+                "note": f"{image_set.source} holds {file_dim}-d mu/sigma but the {extractor.spec} features are "
+                        f"{dim}-d, so its Frechet distance uses the features of its images"}
+    return {**stats, "mu": image_set.stats["mu"], "sigma": image_set.stats["sigma"], "frechet_from": FROM_FILE}
+
+
+def feature_reference(features: np.ndarray) -> dict:
+    """A real set's features as `score_features` takes them: {features, mu, sigma} (mu, sigma None for fewer than
+    two vectors, which have no covariance)."""
+    mu, sigma = feature_statistics(features) if len(features) >= 2 else (None, None)
+    return {"features": features, "mu": mu, "sigma": sigma}
 
 
 def score_features(features: np.ndarray, probs: np.ndarray, labels: np.ndarray | None, reference: dict, *,
-                   k: int = 3, splits: int = 10, agreement: bool = False) -> dict:
-    """Frechet distance, precision / recall (if the reference has features), IS and class agreement."""
-    mu, sigma = feature_statistics(features)
-    out = {"num_images": len(features),
-           "frechet_distance": frechet_distance(mu, sigma, reference["mu"], reference["sigma"])}
-    if "features" in reference:
-        out.update(precision_recall(reference["features"], features, k))
-    else:
+                   k: int = 3, splits: int | None = 10, seed: int = 0, agreement: bool = False,
+                   statistics: dict | None = None) -> dict:
+    """The scores of `maskgit metrics` and `maskgit evaluate`: Frechet distance, precision / recall (if the
+    reference has features), IS (splits shuffled with `seed`; None: not computed) and class agreement.
+
+    The Frechet distance uses `statistics` (mu, sigma) when given, else those of `features`. A score that too few
+    vectors cannot give is None: the Frechet distance below two on either side, precision / recall at k or fewer.
+    """
+    own = statistics or feature_reference(features)
+    mu, sigma, ref_mu = own["mu"], own["sigma"], reference.get("mu")
+    if mu is not None and ref_mu is not None and len(mu) != len(ref_mu):
+        raise ValueError(f"the reference statistics are {len(ref_mu)}-d but the set's are {len(mu)}-d; "
+                         f"pass a reference made with the same --features")
+    out = {"num_images": len(features), "frechet_distance": None if mu is None or ref_mu is None else
+           frechet_distance(mu, sigma, ref_mu, reference["sigma"])}
+    if "features" not in reference:
         out.update(precision=None, recall=None, k=k, note="the reference holds statistics only (no features), "
                                                           "so precision / recall cannot be computed")
-    out["inception_score"] = inception_score(probs, splits) if len(probs) >= splits else None
+    elif min(len(features), len(reference["features"])) <= k:  # k nearest neighbours need more than k vectors
+        out.update(precision=None, recall=None, k=k, note=f"precision / recall need more than k = {k} images in "
+                                                          f"each set")
+    else:
+        out.update(precision_recall(reference["features"], features, k))
+    if splits is not None:
+        out["inception_score"] = inception_score(probs, splits, seed) if len(probs) >= splits else None
     if agreement and labels is not None:
         out["class_agreement"] = float((probs.argmax(1) == labels).mean())
     return out
 
 
-def _describe_set(path: str | Path, image_set: ImageSet, stats: dict) -> dict:
-    info = {"path": str(path), "sha256": content_hash(path), "num_images": len(image_set) or None,
-            "kind": "images" if image_set.images is not None else "statistics", "cache": stats.get("cache")}
-    if image_set.images is None:
-        info["num_images"] = image_set.meta.get("num_images")
+def _frechet_source(stats: dict) -> dict:
+    """Which statistics a set's Frechet distance used, and why when its file's own were not used."""
+    return {key: stats[key] for key in ("frechet_from", "note") if key in stats}
+
+
+def _describe_set(path: str | Path, image_set: ImageSet, stats: dict, splits: int, seed: int) -> dict:
+    kind = " and ".join(k for k, has in (("images", image_set.images is not None), ("statistics", image_set.stats))
+                        if has)
+    info = {"path": str(path), "sha256": content_hash(path), "num_images": len(image_set) or None, "kind": kind,
+            **_frechet_source(stats), "cache": stats.get("cache")}
     if "probs" in stats:
-        info["inception_score"] = inception_score(stats["probs"]) if len(stats["probs"]) >= 10 else None
+        probs = stats["probs"]
+        info["inception_score"] = inception_score(probs, splits, seed) if len(probs) >= splits else None
     return info
 
 
@@ -126,35 +173,44 @@ def compute_metrics(dump: str | Path, ref: str | Path, *, features: str = "incep
     cache_dir = None if cache_dir is None else Path(cache_dir)
     ref_set, ref_stats = set_statistics(ref, extractor, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
     gen_feats, gen_probs = extractor(generated.images, batch_size, desc="features dump", progress=progress)
+    gen_stats = frechet_statistics(generated, {"features": gen_feats}, extractor)
     agreement = features.startswith("classifier:")
-    result = {"features": extractor.describe(), "k": k, "is_splits": splits, "seed": seed,
-              "dump": {"path": str(dump), "sha256": content_hash(dump), "settings": _dump_settings(Path(dump))},
-              "reference": _describe_set(ref, ref_set, ref_stats),
-              "generated": score_features(gen_feats, gen_probs, generated.labels, ref_stats, k=k, splits=splits,
-                                          agreement=agreement)}
+    options = {"k": k, "splits": splits, "seed": seed, "agreement": agreement}
+    result = {"features": extractor.describe(), "k": k, "is_splits": splits, "seed": seed, "batch_size": batch_size,
+              "device": str(device),
+              "dump": {"path": str(dump), "sha256": content_hash(dump), "settings": _dump_settings(Path(dump)),
+                       **_frechet_source(gen_stats)},
+              "reference": _describe_set(ref, ref_set, ref_stats, splits, seed),
+              "generated": score_features(gen_feats, gen_probs, generated.labels, ref_stats, **options,
+                                          statistics=gen_stats if gen_stats["frechet_from"] == FROM_FILE else None)}
+    counts = {"generated": len(gen_feats), "reference": len(ref_set) or None}  # None: statistics of unknown size
     base_set = None
     if baseline is not None:
         base_set, base_stats = set_statistics(baseline, extractor, cache_dir=cache_dir, batch_size=batch_size,
                                               progress=progress)
         if "features" not in base_stats:
             raise ValueError(f"--baseline {baseline} holds statistics only; pass real images")
-        result["baseline"] = {**_describe_set(baseline, base_set, base_stats),
+        result["baseline"] = {**_describe_set(baseline, base_set, base_stats, splits, seed),
                               **score_features(base_stats["features"], base_stats["probs"], base_set.labels,
-                                               ref_stats, k=k, splits=splits, agreement=agreement)}
+                                               ref_stats, **options, statistics=base_stats)}
+        counts["baseline"] = len(base_set)
+    result["warnings"] = few_images_warnings(counts)
     if cas:
-        result["cas"] = _cas(generated, ref_set, base_set, cas_epochs, seed)
+        result["cas"] = _cas(generated, ref_set, base_set, cas_epochs, seed, progress)
     result["seconds"] = round(time.time() - start, 1)
     return result, generated
 
 
-def _cas(generated: ImageSet, ref_set: ImageSet, base_set: ImageSet, epochs: int, seed: int) -> dict:
+def _cas(generated: ImageSet, ref_set: ImageSet, base_set: ImageSet, epochs: int, seed: int,
+         progress: bool = True) -> dict:
     from .cas import classification_accuracy_score
 
     for name, s in (("--ref", ref_set), ("--baseline", base_set)):
         if s.images is None or s.labels is None:
             raise ValueError(f"--cas needs {name} {s.source} to hold labelled images (arr_0 and arr_1)")
     return classification_accuracy_score(generated.images, generated.labels, ref_set.images, ref_set.labels,
-                                         base_set.images, base_set.labels, epochs=epochs, seed=seed)
+                                         base_set.images, base_set.labels, epochs=epochs, seed=seed,
+                                         progress=progress)
 
 
 def sample_sheet(image_set: ImageSet, path: str | Path, per_class: int = 10) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from ..vq.quantizer import code_histogram, perplexity_of
 
@@ -49,7 +50,7 @@ def ssim(recon: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma
 
 
 @torch.no_grad()
-def reconstruction_metrics(tokenizer, dataset: Dataset, batch_size: int = 500) -> dict:
+def reconstruction_metrics(tokenizer, dataset: Dataset, batch_size: int = 500, progress: bool = True) -> dict:
     """Encode and decode every image of `dataset`; returns mean PSNR / SSIM, code usage and perplexity."""
     tokenizer.eval()
     device = next(tokenizer.parameters()).device
@@ -57,7 +58,7 @@ def reconstruction_metrics(tokenizer, dataset: Dataset, batch_size: int = 500) -
     counts = torch.zeros(k)
     psnrs, ssims = [], []
     start = time.time()
-    for images, _ in DataLoader(dataset, batch_size=batch_size):
+    for images, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc="reconstruct", disable=not progress):
         images = images.to(device)
         ids = tokenizer.encode(images)
         recon = tokenizer.decode_ids(ids)
@@ -92,7 +93,7 @@ def comparison_images(tokenizer, dataset: Dataset, num: int = 64) -> tuple[torch
 def evaluate_tokenizer(tokenizer_dir: str | Path, out: str | Path, *, data: str = "fashion-mnist",
                        split: str = "test", data_root: str | None = None, device: str = "cpu",
                        batch_size: int = 500, num_shown: int = 64, overwrite: bool = False,
-                       resize: bool = False) -> dict:
+                       resize: bool = False, progress: bool = True) -> dict:
     """Metrics of a saved tokenizer on `split`, written to `out` (JSON) with `out` .png beside it (data of another
     image size than the tokenizer's needs `resize`)."""
     from ..atomic import write_json_atomic
@@ -110,9 +111,10 @@ def evaluate_tokenizer(tokenizer_dir: str | Path, out: str | Path, *, data: str 
     for note in check_fit(describe_data(data), cfg.in_channels, cfg.image_size, resize=resize, what="the tokenizer"):
         print(f"note: {note}")
     dataset = build_dataset(data, split, cfg.image_size, root=data_root, channels=cfg.in_channels)
-    metrics = reconstruction_metrics(tokenizer, dataset, batch_size)
+    metrics = reconstruction_metrics(tokenizer, dataset, batch_size, progress=progress)
     png = save_comparison(*comparison_images(tokenizer, dataset, num_shown), png_path)
-    result = {"tokenizer": str(tokenizer_dir), "data": data, "split": split, **metrics,
+    result = {"tokenizer": str(tokenizer_dir), "data": data, "data_root": data_root, "split": split,
+              "resize": resize, "device": str(device), **metrics,
               "comparison_png": png.name, "tokenizer_config": to_dict(cfg)}
     write_json_atomic(out, result)
     return result

@@ -12,31 +12,17 @@ from pathlib import Path
 import torch
 
 from ..atomic import write_json_atomic
-from .classifier import ClassifierConfig, load_classifier, predict, save_classifier, train_classifier
+from .classifier import (
+    ClassifierConfig,
+    load_classifier,
+    predict,
+    resolve_classifier,
+    save_classifier,
+    train_classifier,
+)
+from .frechet import few_images_warnings
 from .generation import generate_per_class, real_baseline, score_images
-
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-
-
-def dataset_tensors(data: str, split: str, data_root: str | None = None, image_size: int | None = None,
-                    channels: int | None = None):
-    """A whole dataset split as (images (M, C, H, W) float in [0, 1], labels (M,) long)."""
-    from torch.utils.data import DataLoader
-
-    from ..data import build_dataset
-
-    dataset = build_dataset(data, split=split, root=data_root, image_size=image_size, channels=channels)
-    images, labels = zip(*DataLoader(dataset, batch_size=1000))
-    return torch.cat(images), torch.cat([torch.as_tensor(x) for x in labels]).long()
-
-
-def resolve_classifier(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if (path / "classifier.json").is_file():
-        return path
-    if (PRETRAINED_DIR / str(name_or_path) / "classifier.json").is_file():
-        return PRETRAINED_DIR / str(name_or_path)
-    raise FileNotFoundError(f"no classifier at {name_or_path!r}; train one with `maskgit train-classifier --out DIR`")
+from .image_sets import dataset_tensors
 
 
 def model_data(data: str, pipe, split: str, *, data_root: str | None = None, resize: bool = False):
@@ -82,7 +68,8 @@ def check_data(images: torch.Tensor, labels: torch.Tensor, pipe, data: str) -> N
 
 
 def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epochs: int = 8, batch_size: int = 128,
-                seed: int = 0, overwrite: bool = False, model: str | None = None, resize: bool = False) -> dict:
+                seed: int = 0, overwrite: bool = False, model: str | None = None, resize: bool = False,
+                progress: bool = True) -> dict:
     """Train the judge classifier on the train + val split and report its test accuracy.
 
     Its image size and channels are those of `model` (a trained model's name or directory) when given, else the
@@ -93,8 +80,8 @@ def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epo
 
     if epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
-    out = check_output_dir(out)
-    check_writable([out / "classifier.safetensors", out / "classifier.json"], overwrite)
+    out = check_output_dir(out, replacing="classifier")  # a judge may be retrained in place, nothing else
+    check_writable([out / "classifier.safetensors", out / "classifier.json"], overwrite, replacing="classifier")
     start = time.time()
     info = describe_data(data)
     if model is not None:
@@ -110,7 +97,7 @@ def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epo
     test_x, test_y = dataset_tensors(data, "test", data_root, image_size=size, channels=channels)
     config = ClassifierConfig(in_channels=channels, image_size=size, num_classes=len(info.classes))
     model_net = train_classifier(train_x, train_y, config=config, epochs=epochs,
-                                 batch_size=min(batch_size, len(train_x)), seed=seed)
+                                 batch_size=min(batch_size, len(train_x)), seed=seed, progress=progress)
     preds, _ = predict(model_net, test_x)
     command = (f"maskgit train-classifier --data {data}{f' --model {model}' if model else ''}"
                f"{' --resize' if resize else ''} --epochs {epochs} --seed {seed} --out {out}")
@@ -122,7 +109,7 @@ def train_judge(data: str, out: str | Path, *, data_root: str | None = None, epo
 
 def evaluate_model(model: str, classifier: str, out: str | Path, *, data: str = "fashion-mnist",
                    data_root: str | None = None, num_per_class: int = 100, seed: int = 0, device: str = "cpu",
-                   overwrite: bool = False, resize: bool = False, **sampling) -> dict:
+                   overwrite: bool = False, resize: bool = False, progress: bool = True, **sampling) -> dict:
     """Generate `num_per_class` images per class and score them against the real test split of `data` (which the
     model must fit: images of other sizes need `resize`)."""
     from ..images import save_grid
@@ -139,11 +126,13 @@ def evaluate_model(model: str, classifier: str, out: str | Path, *, data: str = 
     test_x, test_y = model_data(data, pipe, "test", data_root=data_root, resize=resize)
     check_data(test_x, test_y, pipe, data)
     baseline = real_baseline(judge, train_x, test_x, test_y, seed=seed)
-    images, labels = generate_per_class(pipe, num_per_class, seed=seed, **sampling)
+    images, labels = generate_per_class(pipe, num_per_class, seed=seed, progress=progress, **sampling)
     result = score_images(judge, images, labels, baseline.pop("test_features"))
     result.update(baseline)
-    result.update({"model": str(model), "seed": seed, "sampling": pipe.sampling_settings(**sampling),
-                   "seconds": round(time.time() - start, 1)})
+    result.update({"model": str(model), "classifier": str(classifier), "data": data, "data_root": data_root,
+                   "resize": resize, "num_per_class": num_per_class, "seed": seed, "device": str(device),
+                   "sampling": pipe.sampling_settings(**sampling), "seconds": round(time.time() - start, 1),
+                   "warnings": few_images_warnings({"generated": len(images), "real test": len(test_x)})})
     save_grid(images.view(pipe.transformer.config.num_classes, num_per_class, *images.shape[1:])[:, :10].flatten(0, 1),
               grid_path, nrow=10)
     write_json_atomic(out, result)

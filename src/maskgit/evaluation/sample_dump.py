@@ -131,7 +131,7 @@ def sample_dump(model: str, out: str | Path, *, num_per_class: int, seed: int = 
         `out` on the main process, None on the others.
     """
     from ..config import to_dict
-    from ..outputs import check_writable
+    from ..outputs import check_output_dir, check_writable
     from ..pipeline import MaskGIT
 
     if rank is None:
@@ -145,6 +145,8 @@ def sample_dump(model: str, out: str | Path, *, num_per_class: int, seed: int = 
         raise ValueError(f"--num-per-class and --batch-size must be >= 1, got {num_per_class} and {batch_size}")
     paths = dump_paths(out)
     check_writable([paths["npz"], paths["json"]], overwrite)
+    if png_dir:
+        check_output_dir(png_dir)  # before loading the model: never into a model directory
     pipe = MaskGIT.from_pretrained(model, device=device or "cpu")
     num_classes = pipe.transformer.config.num_classes
     if num_classes < 1:
@@ -171,18 +173,18 @@ def sample_dump(model: str, out: str | Path, *, num_per_class: int, seed: int = 
         return None
     images = _join_chunks(chunks, paths["parts"])
     if png_dir:
-        _write_pngs(images, Path(png_dir), png_names)
+        _write_pngs(images, Path(png_dir), png_names, progress)
     save_batch(paths["npz"], images, labels)
     write_json_atomic(paths["json"], {**settings, "world_size": world_size, "npz": paths["npz"].name})
     shutil.rmtree(paths["parts"])
     return paths["npz"]
 
 
-def _write_pngs(images: np.ndarray, directory: Path, names: list[str]) -> None:
+def _write_pngs(images: np.ndarray, directory: Path, names: list[str], progress: bool = True) -> None:
     from ..images import save_image
     from .image_sets import to_float_nchw
 
-    for start in tqdm(range(0, len(images), 1000), desc="png", unit="k img"):
+    for start in tqdm(range(0, len(images), 1000), desc="png", unit="k img", disable=not progress):
         batch = to_float_nchw(images[start:start + 1000])
         for name, image in zip(names[start:start + 1000], batch):
             save_image(image, directory / name)

@@ -97,19 +97,22 @@ def pass_rows(num_tokens: int, steps: int, sampler: str = "maskgit", schedule: s
               cheap_passes: int = 0, head_at_unknown: bool = False) -> list[tuple[int, int]]:
     """Per step: (image positions run through the layers, positions the head runs at). A full pass runs all of
     them; a cheap pass (ReCAP) the positions decided since the last full pass plus those whose logits are
-    needed: the unknown ones (confidence), or the ones decided at this step (halton)."""
+    needed: the unknown ones (confidence), or the ones decided at this step (halton). As `CachedPasses`, a cheap
+    pass that would run more than `FULL_ABOVE` of the positions runs as a full pass (and the count restarts)."""
+    from ..cached_passes import FULL_ABOVE
+
     decided = [0] + decoded_per_step(num_tokens, steps, sampler, schedule)  # decided[t]: before step t
-    rows, last_full = [], 0
+    rows, last_full = [], None
     for t in range(steps):
         # logits needed: halton, the positions decided now (given as rows to a head at the unknown only; without
         # rows, a cheap pass recomputes every unknown position); confidence, every unknown position
         needed = (decided[t + 1] - decided[t]) if sampler == "halton" and head_at_unknown else num_tokens - decided[t]
         head = needed if head_at_unknown else num_tokens
-        if cheap_passes == 0 or t % (cheap_passes + 1) == 0:
-            last_full = t
-            rows.append((num_tokens, head))
-        else:
-            rows.append((decided[t] - decided[last_full] + needed, head))
+        computed = None if last_full is None or t - last_full > cheap_passes else \
+            decided[t] - decided[last_full] + needed
+        if computed is None or computed > FULL_ABOVE * num_tokens:
+            last_full, computed = t, num_tokens
+        rows.append((computed, head))
     return rows
 
 
@@ -121,9 +124,8 @@ def sampler_cost(cfg: TransformerConfig, sampler: str, steps: int = 8, bytes_per
     weights = parameter_count(cfg) * bytes_per_value
     if sampler in ("maskgit", "halton"):
         flops, prefix = 0.0, length - n  # the class token: rerun by full passes only
-        for t, (computed, head) in enumerate(pass_rows(n, steps, sampler, schedule, cheap_passes, head_at_unknown)):
-            full = computed == n and (cheap_passes == 0 or t % (cheap_passes + 1) == 0)
-            m = computed + (prefix if full else 0)
+        for computed, head in pass_rows(n, steps, sampler, schedule, cheap_passes, head_at_unknown):
+            m = computed + (prefix if computed == n else 0)  # (a cheap pass of every position counts as full)
             flops += m * _token_flops(cfg) + layers * 4 * m * length * d + head * _head_flops(cfg)
         return Cost(flops, steps, steps * weights, 0.0)
     if sampler == "ar-naive":  # step i reruns the prefix of l = i + 1 inputs; query j attends to j + 1 keys

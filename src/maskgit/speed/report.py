@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from ..atomic import write_bytes_atomic, write_json_atomic
-from ..config import TRANSFORMER_PRESETS, preset, to_dict
+from ..config import to_dict
 from ..fastpath import cpu_flags, resolve_dtype
 from ..outputs import check_writable, result_paths
+from ..presets import TRANSFORMER_PRESETS, preset
 from .bench import BenchSettings, run_benchmark
 from .flops import BENCH_SAMPLER_HELP, parse_sampler
 

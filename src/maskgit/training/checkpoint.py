@@ -4,32 +4,43 @@ A checkpoint is a directory `step_XXXXXXXX/` holding one safetensors file per mo
 every optimizer / scheduler state, and `state.json` (counters, RNG states, data position, config and
 the non-tensor parts of the optimizer states). It is written under a temporary name, fsynced, renamed,
 and only then named by the `latest` pointer, so a SIGKILL at any moment leaves a loadable checkpoint.
+A file that cannot be read anyway (disk damage, hand edits) raises a `CheckpointError` naming it; a resumed run
+then starts from the newest checkpoint that can be read, keeping the broken one as `unreadable_step_XXXXXXXX/`.
+The checks that need no tensor (state.json's shape, whole files, a config that may resume) are in
+`checkpoint_checks.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from safetensors.torch import save as save_bytes
 
 from ..atomic import _fsync_dir, write_bytes_atomic
-from ..config import config_differences, from_dict, to_dict
 from ..weights import load_weights, read_safetensors, save_weights
+from .checkpoint_checks import (
+    STATE_FILE,
+    STATES_FILE,
+    CheckpointError,
+    check_checkpoint,
+    check_resume,
+    read_checkpoint_meta,
+    reading,
+)
 
-STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
 LATEST = "latest"
-# Config fields that change only logging, checkpointing or speed, never the trained weights: a resumed
-# run may use other values. Every other field (max_steps included: the LR schedule decays to it) must match.
-RESUME_FREE_FIELDS = frozenset({"log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "num_workers",
-                                "num_threads"})
+UNREADABLE = "unreadable_"  # prefix of a checkpoint set aside because a file of it cannot be read
+_STEP_DIR = re.compile(r"step_(\d+)")
 
 
 # ---------------------------------------------------------------------------------------------- nested states
@@ -138,13 +149,18 @@ def save_training_state(directory: str | os.PathLike, step: int, *, modules: dic
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_bytes_atomic(directory / LATEST, final.name.encode())
-    _prune(directory, keep)
+    _prune(directory, keep, step)
     return final
 
 
 def complete_checkpoints(directory: Path) -> list[Path]:
     """The complete checkpoints under `directory`, oldest first."""
-    return sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).is_file())
+    found = [p for p in directory.glob("step_*") if _STEP_DIR.fullmatch(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=_step_of)
+
+
+def _step_of(path: Path) -> int:
+    return int(_STEP_DIR.fullmatch(path.name).group(1))
 
 
 def _discard(path: Path) -> None:
@@ -159,8 +175,11 @@ def _discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _prune(directory: Path, keep: int) -> None:
-    for old in complete_checkpoints(directory)[:-keep] if keep > 0 else []:
+def _prune(directory: Path, keep: int, step: int) -> None:
+    """Keep the `keep` newest checkpoints up to `step` (the one just written). Newer ones are never deleted: they
+    belong to a run that resumed past them (`resume_checkpoint` sets unreadable ones aside)."""
+    older = [p for p in complete_checkpoints(directory) if _step_of(p) < step]
+    for old in older[:max(0, len(older) - keep + 1)] if keep > 0 else []:
         _discard(old)
     for stale in directory.glob(".step_*"):  # temporaries and discards of writes that were killed
         shutil.rmtree(stale, ignore_errors=True)
@@ -168,14 +187,84 @@ def _prune(directory: Path, keep: int) -> None:
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The checkpoint `latest` points at, else the newest complete one, else None."""
+    found = _candidates(Path(directory))
+    return found[0] if found else None
+
+
+def _candidates(directory: Path) -> list[Path]:
+    """Complete checkpoints in the order a run tries them: the `latest` pointer's, then the newest first."""
+    found = complete_checkpoints(directory)[::-1] if directory.is_dir() else []
+    try:
+        name = (directory / LATEST).read_bytes().decode().strip()
+    except (OSError, UnicodeDecodeError):  # no pointer, or a damaged one: the directory names say enough
+        name = ""
+    first = [p for p in found if p.name == name]
+    return first + [p for p in found if p.name != name]
+
+
+def resume_checkpoint(directory: str | os.PathLike, config: Any = None, *, identity: dict | None = None,
+                      skip: dict[Path, str] | None = None, log: Callable[[str], Any] = print) -> Path | None:
+    """The checkpoint a run in `directory` resumes from: the latest whose files can be read (see
+    `check_checkpoint`), checked against `config` and `identity` (see `check_resume`; skipped without a config).
+
+    Checkpoints that cannot be read (and those in `skip`, path -> reason) are renamed `unreadable_step_XXXXXXXX`,
+    never deleted, with a note through `log` naming the file and the reason. Returns None for no checkpoint.
+
+    Raises:
+        CheckpointError: there are checkpoints but none can be read (nothing is renamed then).
+    """
     directory = Path(directory)
-    pointer = directory / LATEST
-    if pointer.is_file():
-        target = directory / pointer.read_text().strip()
-        if (target / STATE_FILE).is_file():
-            return target
-    found = complete_checkpoints(directory) if directory.is_dir() else []
-    return found[-1] if found else None
+    problems = dict(skip or {})
+    for path in _candidates(directory):
+        if path in problems:
+            continue
+        try:
+            check_checkpoint(path)
+        except CheckpointError as err:
+            problems[path] = str(err)
+            continue
+        if config is not None:
+            check_resume(path, config, identity=identity)  # a refusal leaves the directory as it was
+        for bad, reason in problems.items():
+            kept = _set_aside(bad)
+            log(f"note: {reason}; the checkpoint is kept as {kept}; resuming from {path.name}, the newest one that "
+                f"can be read")
+        return path
+    if not problems:
+        return None
+    newest, *others = problems.values()
+    raise CheckpointError(f"no checkpoint in {directory} can be read: {newest}"
+                          + (f" ({len(others)} earlier one(s) cannot be read either)" if others else "")
+                          + f"; fix the file, or delete {directory} to start over")
+
+
+def load_resumable_state(path: str | os.PathLike, config: Any = None, *, modules: dict[str, torch.nn.Module],
+                         optimizers: dict[str, Any] | None = None, identity: dict | None = None,
+                         log: Callable[[str], Any] = print) -> dict:
+    """`load_training_state` of `path` (from `resume_checkpoint`), or, when a file of it turns out unreadable (a
+    weight of the wrong shape, say), of the next checkpoint `resume_checkpoint` finds.
+
+    Returns:
+        as `load_training_state`; "path" is the checkpoint loaded.
+    """
+    path, problems = Path(path), {}
+    while True:
+        try:
+            return load_training_state(path, modules=modules, optimizers=optimizers)
+        except CheckpointError as err:
+            problems[path] = str(err)
+        path = resume_checkpoint(path.parent, config, identity=identity, skip=problems, log=log)
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a checkpoint that cannot be read out of the rotation, keeping its files; returns the new path."""
+    target, n = path.with_name(UNREADABLE + path.name), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{UNREADABLE}{path.name}-{n}")
+    with contextlib.suppress(FileNotFoundError):  # another process of the run set it aside first
+        os.rename(path, target)
+    return target
 
 
 def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.Module],
@@ -185,22 +274,50 @@ def load_training_state(path: str | os.PathLike, *, modules: dict[str, torch.nn.
 
     Returns:
         {"step", "epoch", "data_position", "config", "extra", "path"}.
+    Raises:
+        CheckpointError: a file that is missing, cut short, not what it should be, or of other shapes than the
+            modules and optimizers (they may be partly restored then: load another checkpoint or start over).
     """
     path = Path(path)
     meta = read_checkpoint_meta(path)
     for name, module in modules.items():
-        load_weights(module, path / f"{name}.safetensors")
-    tensors, _ = read_safetensors(path / "states.safetensors")
+        with reading(path / f"{name}.safetensors"):
+            load_weights(module, path / f"{name}.safetensors")
+    with reading(path / STATES_FILE):
+        tensors, _ = read_safetensors(path / STATES_FILE)
     objects = {f"optimizer:{k}": v for k, v in (optimizers or {}).items()}
     objects.update({f"scheduler:{k}": v for k, v in (schedulers or {}).items()})
     for key, obj in objects.items():
         if key not in meta["states"]:
-            raise ValueError(f"checkpoint {path} has no state for {key} (it has {sorted(meta['states'])})")
-        obj.load_state_dict(unflatten_state(meta["states"][key], tensors))
+            raise CheckpointError(f"cannot read checkpoint file {path / STATE_FILE}: it has no state for {key} (it "
+                                  f"has {sorted(meta['states'])})")
+        with reading(path / STATES_FILE):  # the tensors are there, the structure in state.json
+            state = unflatten_state(meta["states"][key], tensors)
+            if isinstance(obj, torch.optim.Optimizer):
+                _check_optimizer_state(obj, state)
+            obj.load_state_dict(state)
     if restore_rng:
-        set_rng_state(meta["rng"], tensors)
+        with reading(path / STATES_FILE):
+            set_rng_state(meta["rng"], tensors)
     return {"step": meta["step"], "epoch": meta["epoch"], "data_position": meta["data_position"],
-            "config": meta["config"], "extra": meta["extra"], "path": path}
+            "config": meta.get("config"), "extra": meta.get("extra") or {}, "path": path}
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Refuse a stored optimizer state whose per-parameter tensors do not have their parameter's shape (torch
+    would load it and fail, or silently broadcast, at the next step)."""
+    sizes = [len(g["params"]) for g in optimizer.param_groups]
+    saved_sizes = [len(g["params"]) for g in state["param_groups"]]
+    if saved_sizes != sizes:
+        raise ValueError(f"optimizer parameter groups of {saved_sizes} parameters, the model's of {sizes}")
+    params = {}
+    for group, saved in zip(optimizer.param_groups, state["param_groups"]):
+        params.update(zip(saved["params"], group["params"]))
+    for pid, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != params[pid].shape:
+                raise ValueError(f"optimizer state {name} of parameter {pid} has shape {tuple(value.shape)}, the "
+                                 f"parameter {tuple(params[pid].shape)}")
 
 
 def stop_step(config_max_steps: int, max_steps: int | None) -> int:
@@ -210,50 +327,3 @@ def stop_step(config_max_steps: int, max_steps: int | None) -> int:
         raise ValueError(f"--max-steps must be >= 1, got {max_steps} (it stops the run early; leave it out to "
                          f"train the config's max_steps = {config_max_steps})")
     return config_max_steps if max_steps is None else min(config_max_steps, max_steps)
-
-
-def read_checkpoint_meta(path: str | os.PathLike) -> dict:
-    """The JSON part of a checkpoint (step, config, extra, ...) without loading any tensor."""
-    meta_path = Path(path) / STATE_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
-    return json.loads(meta_path.read_text())
-
-
-def check_resume(checkpoint: str | os.PathLike, config: Any, *, identity: dict | None = None,
-                 free: frozenset[str] = RESUME_FREE_FIELDS) -> None:
-    """Refuse to resume `checkpoint` under a config (or data) other than the one that wrote it.
-
-    Args:
-        config: the new resolved config dataclass; compared with the checkpoint's field by field, except
-            for the top-level `free` fields.
-        identity: other values the run depends on (e.g. a dataset fingerprint), compared with the
-            checkpoint's `extra` entries of the same names (entries it lacks are not compared).
-    Raises:
-        ValueError: naming every differing field and saying how to go on.
-    """
-    checkpoint = Path(checkpoint)
-    meta = read_checkpoint_meta(checkpoint)
-    stored = meta.get("config")
-    diffs = []
-    if stored is not None:
-        try:  # fill in fields added since the checkpoint was written with their defaults
-            stored = to_dict(from_dict(type(config), stored))
-        except ValueError:
-            pass
-        diffs = [d for d in config_differences(stored, to_dict(config)) if d[0] not in free]
-    extra = meta.get("extra") or {}
-    diffs += [(name, extra[name], value) for name, value in (identity or {}).items()
-              if name in extra and extra[name] != value]
-    if not diffs:
-        return
-    run = checkpoint.parent.parent
-    free_here = sorted(name for name in free if name in to_dict(config))
-    listed = "; ".join(f"{name}: {old!r} in the checkpoint, {new!r} now" for name, old, new in diffs)
-    hint = ("max_steps cannot change on resume because the learning-rate schedule decays to it, so a "
-            "different max_steps is a different run (--max-steps and --epochs set it and rescale the warm-up, so "
-            "they must be given as in the original command). "
-            if any(name == "max_steps" for name, _, _ in diffs) else "")
-    raise ValueError(f"{run} holds a run started with other settings ({checkpoint.name}): {listed}. "
-                     f"{hint}Use a new --out for the new settings, delete {run} to start over, or rerun with "
-                     f"the original settings to resume (only {', '.join(free_here)} may differ).")

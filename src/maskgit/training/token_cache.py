@@ -1,24 +1,57 @@
-"""Encode a dataset once with the frozen tokenizer and cache its codes (safetensors).
+"""Encode a dataset once with the frozen tokenizer and cache its codes: every process encodes its share.
 
-The cache is keyed by `token_cache_key`: a fingerprint of the tokenizer's config and weights, of the
-dataset's contents (`maskgit.data.dataset_fingerprint`) and of the flip option, so a changed tokenizer
-or dataset (even one of the same size) is re-encoded instead of reusing stale codes.
+The dataset is cut into fixed chunks of `chunk_size` images (one encoding batch each); process r of N encodes
+chunks r, r + N, ... with DataLoader workers decoding the images, and saves each chunk as a part file; the main
+process merges the parts into one safetensors file that is read memory-mapped (`token_store.py`). Batches are the
+same whatever N, so the file is byte-identical for 1 or N processes, and a killed encode resumes at the chunks it
+had not finished. The cache is keyed by `token_cache_key`: the tokenizer's config and weights, the dataset's
+contents (`maskgit.data.dataset_fingerprint`) and the views cached (flips, random-resized crops).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..augment import DEFAULT_RATIO, DEFAULT_SCALE, RandomCropDataset, crop_seed
 from ..config import to_dict
 from ..data import dataset_fingerprint
+from .token_store import done_chunks, merge_parts, open_tokens, token_dtype, write_part
+
+CHUNK_SIZE = 256  # images per encoding batch and part file (the batches of the single-process cache before)
+
+
+@dataclass(frozen=True)
+class CacheViews:
+    """Which views of each image are cached: the centre crop, plus `crop_views` random-resized crops (drawn from
+    (seed, image index, view)), each also flipped when `hflip`. Rows of a chunk: view by view, flips after each."""
+
+    hflip: bool = False
+    crop_views: int = 0
+    crop_scale: tuple[float, float] = DEFAULT_SCALE
+    crop_ratio: tuple[float, float] = DEFAULT_RATIO
+    seed: int = 0
+
+    @property
+    def count(self) -> int:
+        """Token sequences cached per image."""
+        return (1 + self.crop_views) * (2 if self.hflip else 1)
+
+    def key(self) -> str:
+        text = f"flip{int(self.hflip)}"
+        if self.crop_views:
+            crops = json.dumps([self.crop_scale, self.crop_ratio, self.seed]).encode()
+            text += f"-crop{self.crop_views}x{hashlib.sha256(crops).hexdigest()[:8]}"
+        return text
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -33,39 +66,66 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def token_cache_key(tokenizer: torch.nn.Module, dataset: Dataset, *, hflip: bool = False) -> str:
-    """The identity of a dataset's codes: tokenizer, dataset contents and flip option (used as a file name)."""
+def token_cache_key(tokenizer: torch.nn.Module, dataset: Dataset, *, views: CacheViews = CacheViews(),
+                    chunk_size: int = CHUNK_SIZE) -> str:
+    """The identity of a dataset's codes: tokenizer, dataset contents, views (and a non-default chunk size)."""
     both = hashlib.sha256(f"{module_fingerprint(tokenizer)}:{dataset_fingerprint(dataset)}".encode())
-    return f"{both.hexdigest()[:16]}-n{len(dataset)}-flip{int(hflip)}"
+    key = f"{both.hexdigest()[:16]}-n{len(dataset)}-{views.key()}"
+    return key if chunk_size == CHUNK_SIZE else f"{key}-c{chunk_size}"
 
 
 @torch.no_grad()
-def encode_dataset(tokenizer, dataset: Dataset, *, hflip: bool = False, batch_size: int = 256,
-                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (tokens (M, N) long, labels (M,) long); with hflip, M = 2 * len(dataset) (both views)."""
+def encode_chunks(tokenizer, dataset: Dataset, parts: Path, *, views: CacheViews = CacheViews(),
+                  chunk_size: int = CHUNK_SIZE, rank: int = 0, world: int = 1, num_workers: int = 0,
+                  progress: bool = True) -> int:
+    """Encode this process's unfinished chunks (r, r + world, ...) into part files; returns the chunk count."""
     device = next(tokenizer.parameters()).device
     tokenizer.eval()
-    all_tokens, all_labels = [], []
-    for images, labels in tqdm(DataLoader(dataset, batch_size=batch_size), desc="encode", disable=not progress):
+    num_chunks = math.ceil(len(dataset) / chunk_size)
+    done = done_chunks(parts)
+    mine = [c for c in range(rank, num_chunks, world) if c not in done]
+    parts.mkdir(parents=True, exist_ok=True)
+    dtype = token_dtype(tokenizer.config.codebook_size)
+    crops = RandomCropDataset(dataset, tokenizer.config.image_size, views.crop_scale, views.crop_ratio)
+    batches = [[(i, None if k == 0 else crop_seed(views.seed, i, k))
+                for i in range(c * chunk_size, min(len(dataset), (c + 1) * chunk_size))]
+               for c in mine for k in range(1 + views.crop_views)]
+    loader = DataLoader(crops, batch_sampler=batches, num_workers=num_workers)
+    rows, labels = [], []
+    bar = tqdm(total=len(mine), desc=f"encode (process {rank})" if world > 1 else "encode", disable=not progress)
+    for b, (images, batch_labels) in enumerate(loader):
         images = images.to(device)
-        views = [images, images.flip(-1)] if hflip else [images]
-        for view in views:
-            all_tokens.append(tokenizer.encode(view).flatten(1).cpu())
-            all_labels.append(torch.as_tensor(labels).long())
-    return torch.cat(all_tokens), torch.cat(all_labels)
+        for view in ([images, images.flip(-1)] if views.hflip else [images]):
+            rows.append(tokenizer.encode(view).flatten(1).cpu().numpy().astype(dtype))
+            labels.append(torch.as_tensor(batch_labels).numpy().astype(np.int64))
+        if (b + 1) % (1 + views.crop_views) == 0:  # every view of the chunk is encoded
+            write_part(parts, mine[b // (1 + views.crop_views)], np.concatenate(rows), np.concatenate(labels))
+            rows, labels = [], []
+            bar.update(1)
+    bar.close()
+    return num_chunks
 
 
-def cached_tokens(tokenizer, dataset: Dataset, cache_dir: str | Path, *, hflip: bool = False, is_main: bool = True,
-                  wait: Callable[[], None] = lambda: None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load the dataset's codes from `cache_dir`, encoding and saving them first if needed."""
+def cached_tokens(tokenizer, dataset: Dataset, cache_dir: str | Path, *, views: CacheViews = CacheViews(),
+                  chunk_size: int = CHUNK_SIZE, rank: int = 0, world: int = 1, num_workers: int = 0,
+                  wait: Callable[[], None] = lambda: None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dataset's codes from `cache_dir`, encoding (this process's share) and merging them first if needed.
+
+    Every process of a run calls it; `wait` is the barrier between them (`accelerator.wait_for_everyone`).
+    Returns (tokens (M, N) int16 or int32, memory-mapped; labels (M,) long), M = len(dataset) * views.count,
+    rows chunk by chunk (see `CacheViews`).
+    """
     cache_dir = Path(cache_dir)
-    path = cache_dir / f"tokens-{token_cache_key(tokenizer, dataset, hflip=hflip)}.safetensors"
-    if not path.exists() and is_main:
-        tokens, labels = encode_dataset(tokenizer, dataset, hflip=hflip)
+    key = token_cache_key(tokenizer, dataset, views=views, chunk_size=chunk_size)
+    path, parts = cache_dir / f"tokens-{key}.safetensors", cache_dir / f"tokens-{key}.parts"
+    num_chunks = math.ceil(len(dataset) / chunk_size)
+    if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"tokens": tokens.to(torch.int32), "labels": labels}, str(tmp))
-        tmp.replace(path)
-    wait()
-    data = load_file(str(path))
-    return data["tokens"].long(), data["labels"].long()
+        encode_chunks(tokenizer, dataset, parts, views=views, chunk_size=chunk_size, rank=rank, world=world,
+                      num_workers=num_workers, progress=progress)
+    wait()  # every share is encoded
+    if rank == 0 and not path.exists():
+        merge_parts(parts, path, num_chunks, {"images": str(len(dataset)), "views": str(views.count)})
+    wait()  # the merged file is there for everyone
+    tokens, labels = open_tokens(path)
+    return torch.from_numpy(tokens), torch.from_numpy(labels)

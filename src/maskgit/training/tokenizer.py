@@ -18,16 +18,18 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..atomic import write_json_atomic
+from ..augment import RandomCropDataset, SeededBatches
 from ..config import TokenizerConfig, TokenizerTrainingConfig, to_dict
 from ..data import EpochBatchSampler, augment, build_dataset, dataset_fingerprint
 from ..data_fit import check_fit, describe_data
 from ..evaluation.reconstruction import save_comparison
 from ..outputs import check_output_dir
+from ..speed.training_cost import cost_text
 from ..vq import VQGAN, CodeUsage, load_tokenizer, save_tokenizer
 from ..vq import losses as L
 from ..vq.discriminator import build_discriminator
 from .accelerator import training_accelerator
-from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
+from .checkpoint import load_resumable_state, resume_checkpoint, save_training_state, stop_step
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
 from .run_config import plan_text
@@ -59,7 +61,11 @@ class Batches:
     def __init__(self, dataset, cfg: TokenizerTrainingConfig, start_batch: int, rank: int, world: int, device):
         self.sampler = EpochBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, start_batch=start_batch,
                                          rank=rank, world=world)
-        loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=cfg.num_workers)
+        batches = self.sampler
+        if cfg.random_resized_crop:  # crops drawn in the workers from (seed, batch, slot): see maskgit.augment
+            dataset = RandomCropDataset(dataset, cfg.tokenizer.image_size, cfg.crop_scale, cfg.crop_ratio)
+            batches = SeededBatches(self.sampler, cfg.seed)
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers)
         self.iterator, self.cfg, self.rank, self.device = iter(loader), cfg, rank, device
         self.position = start_batch
 
@@ -131,7 +137,7 @@ def initial_tokenizer(init_from: str | Path, config: TokenizerConfig) -> tuple[d
         FileNotFoundError: `init_from` is neither.
         ValueError: its network differs from the config's.
     """
-    from ..pipeline import bundled_or_path
+    from ..bundled import bundled_or_path
 
     source = load_tokenizer(bundled_or_path(init_from, "tokenizer.json"))
     have, want = to_dict(source.config), to_dict(config)
@@ -196,8 +202,9 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
     if init_from is not None:
         init_state, identity["init"] = initial_tokenizer(init_from, tcfg)
     accelerator.print(plan_text(cfg, len(dataset), stop))
-    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
-        check_resume(ckpt, cfg, identity=identity)
+    accelerator.print(f"note: {cost_text(cfg, len(dataset))}")
+    # the newest readable checkpoint (an unreadable one is named and set aside); other settings are refused
+    ckpt = resume_checkpoint(out / "checkpoints", cfg, identity=identity, log=accelerator.print)
 
     torch.manual_seed(cfg.seed)
     model = VQGAN(tcfg)
@@ -228,8 +235,10 @@ def train_tokenizer(cfg: TokenizerTrainingConfig, *, data: str, out: str | Path,
 
     step = 0
     if ckpt is not None:
-        step = load_training_state(ckpt, modules=modules, optimizers=optimizers)["step"]
-        accelerator.print(f"resumed from {ckpt} at step {step}")
+        state = load_resumable_state(ckpt, cfg, modules=modules, optimizers=optimizers, identity=identity,
+                                     log=accelerator.print)
+        step = state["step"]
+        accelerator.print(f"resumed from {state['path']} at step {step}")
         if step >= stop:
             accelerator.print(f"the run is already at step {step} (>= {stop}): nothing to train; final/ is written "
                               f"from this checkpoint")

@@ -21,14 +21,20 @@ from ..config import ModelConfig, TokenizerConfig, TransformerConfig, Transforme
 from ..mvtm import apply_mask, drop_labels, mvtm_loss, random_token_mask
 from ..outputs import check_output_dir
 from ..pipeline import MaskGIT
+from ..speed.training_cost import cost_text
 from ..transformer import MaskGITTransformer
 from .accelerator import training_accelerator
-from .checkpoint import check_resume, latest_checkpoint, load_training_state, save_training_state, stop_step
+from .checkpoint import load_resumable_state, resume_checkpoint, save_training_state, stop_step
 from .ema import EMA
 from .lr_schedule import warmup_cosine
 from .metrics_log import append_csv, truncate_csv
 from .run_config import plan_text
-from .token_cache import cached_tokens, module_fingerprint
+from .token_cache import CacheViews, cached_tokens, module_fingerprint
+
+
+def cache_views(cfg: TransformerTrainingConfig) -> CacheViews:
+    """The views of each image the run trains on (cached as token sequences)."""
+    return CacheViews(cfg.hflip, cfg.crop_views, cfg.crop_scale, cfg.crop_ratio, cfg.seed)
 
 
 def lr_at(step: int, cfg: TransformerTrainingConfig) -> float:
@@ -163,6 +169,9 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     accelerator.print(f"training on {world} process(es), device {device}")
     tokenizer = tokenizer.to(device)
+    if info.split_sizes and split == "trainval":  # e.g. ImageNet's val/, on which FID is reported
+        notes.append(f"--data {data} comes with its own val/ split; trainval trains on it too (use --split train to "
+                     f"keep it unseen)")
     for note in notes:
         accelerator.print(f"note: {note}")
     dataset = build_dataset(data, split=split, root=data_root, image_size=tokenizer.config.image_size,
@@ -176,12 +185,14 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     init_state = None  # the starting weights belong to the run's identity: a resume must start from the same
     if init_from is not None:
         init_state, identity["init"] = initial_weights(init_from, tokenizer, tcfg)
-    if (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
-        check_resume(ckpt, cfg, identity=identity)
-    tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", hflip=cfg.hflip,
-                                   is_main=accelerator.is_main_process, wait=accelerator.wait_for_everyone)
-    tokens, labels = tokens.to(device), labels.to(device)
+    # the newest readable checkpoint (an unreadable one is named and set aside); other settings are refused
+    ckpt = resume_checkpoint(out / "checkpoints", cfg, identity=identity, log=accelerator.print)
+    # every process encodes its share of the images (DataLoader workers decode them); tokens stay memory-mapped
+    tokens, labels = cached_tokens(tokenizer, dataset, out / "token_cache", views=cache_views(cfg), rank=rank,
+                                   world=world, num_workers=cfg.num_workers, wait=accelerator.wait_for_everyone,
+                                   progress=progress and accelerator.is_main_process)
     accelerator.print(plan_text(cfg, len(tokens), stop))
+    accelerator.print(f"note: {cost_text(cfg, len(tokens))}")
 
     torch.manual_seed(cfg.seed)
     model = MaskGITTransformer(tcfg)
@@ -193,15 +204,15 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
     optimizer = build_optimizer(model, cfg)
     step = 0
     if ckpt is not None:
-        state = load_training_state(ckpt, modules={"model": model, "ema": ema.shadow},
-                                    optimizers={"optimizer": optimizer})
+        state = load_resumable_state(ckpt, cfg, modules={"model": model, "ema": ema.shadow},
+                                     optimizers={"optimizer": optimizer}, identity=identity, log=accelerator.print)
         step = state["step"]
-        accelerator.print(f"resumed from {ckpt} at step {step}")
+        accelerator.print(f"resumed from {state['path']} at step {step}")
         if step >= stop:
             accelerator.print(f"the run is already at step {step} (>= {stop}): nothing to train; final/ is written "
                               f"from this checkpoint")
-        if accelerator.is_main_process:
-            truncate_csv(out / "metrics.csv", step)
+    if accelerator.is_main_process:  # rows past the checkpoint (or of an earlier run) are logged again
+        truncate_csv(out / "metrics.csv", step)
     model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
         write_json_atomic(out / "train_config.json", to_dict(cfg))
@@ -216,11 +227,13 @@ def train_transformer(cfg: TransformerTrainingConfig, *, tokenizer_dir: str | Pa
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         for micro in range(cfg.grad_accum_steps):
-            idx = torch.tensor(sampler.batch(step * cfg.grad_accum_steps + micro), device=device)
+            idx = torch.tensor(sampler.batch(step * cfg.grad_accum_steps + micro))
+            batch_tokens = tokens[idx].to(device, torch.long)  # rows gathered from the memory-mapped cache
+            batch_labels = labels[idx].to(device) if tcfg.num_classes else None
             # Gradients are all-reduced on the last micro-batch only.
             sync = micro == cfg.grad_accum_steps - 1
             with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
-                loss, acc = step_loss(model, tokens[idx], labels[idx] if tcfg.num_classes else None, cfg, gen)
+                loss, acc = step_loss(model, batch_tokens, batch_labels, cfg, gen)
                 accelerator.backward(loss / cfg.grad_accum_steps)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else 0.0
         optimizer.step()
