@@ -80,7 +80,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 def add_evaluate_editing_parser(sub) -> None:
     p = sub.add_parser("evaluate-editing", help="score inpainting and class-conditional editing",
-                       description="Inpaint the centre 50%% x 50%% of real test images and edit whole-image boxes "
+                       description="Inpaint the centre 50% x 50% of real test images and edit whole-image boxes "
                                    "to another class; the judge classifier scores both. Writes JSON + a PNG.")
     p.add_argument("--model", default="fashion-mnist", help=MODEL_HELP)
     p.add_argument("--num-inpaint", type=int, default=500,

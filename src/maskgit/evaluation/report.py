@@ -1,6 +1,6 @@
 """End-to-end evaluation commands: train the judge classifier, and score a model's samples.
 
-Both write JSON results (and the evaluate command a sample grid) so every number in the README
+Both write JSON results (and the evaluate command a sample grid) so every number in the docs
 and the model card comes from a rerunnable command.
 """
 
