@@ -3,6 +3,7 @@
     python benchmarks/sampler_frontier.py screen --reference val      # every cell at one seed
     python benchmarks/sampler_frontier.py timing --reference val      # every screened cell timed again, quietly
     python benchmarks/sampler_frontier.py interval --reference val    # guidance intervals (+ cheap passes), 6 steps
+    python benchmarks/sampler_frontier.py refine --reference val      # 5-6 steps x choice temperature; grouped
     python benchmarks/sampler_frontier.py seeds --reference val       # 3 seeds: frontier cells + the default
     python benchmarks/sampler_frontier.py seeds --reference test --cells default,fast   # the final numbers
 
@@ -18,10 +19,13 @@ otherwise idle machine (one round: 100 cells take ~15 min on 2 cores), so that t
 a screen run that shared the CPU.
 `interval` screens guidance intervals (Kynkaanniemi et al. 2024) at 6 steps: guidance (and its unconditional pass)
 only at the steps after `guidance_start`, at the model's guidance scale and at 1.5x it, with 0, 1 and 2 cheap passes.
-`seeds` reruns the cells on the screen's FD and the timing stage's seconds frontier, the interval stage's cells
-within the quality bars at its seed, the default and the model's current `fast` at seeds 0-2 (`--cells interval`:
-all but the screen's frontier) and picks `fast`: the fastest whose mean FD is at most the default's mean + one
-standard deviation and whose agreement is >= 0.93 (the JSON says whether it takes at most half the default's
+`refine` screens 5 and 6 steps guiding the last 2 or 3 of them, at lower choice temperatures (the Gumbel noise on the
+confidences: fewer steps want a greedier choice), 2 cheap passes; and ReCAP's grouped decoding (`grouped`, 8 steps,
+1-3 cheap passes, the model's temperature and the annealed 1.0 -> 0.7 of the halton cells).
+`seeds` reruns the cells on the screen's FD and the timing stage's seconds frontier, the interval and refine stages'
+cells within the quality bars at their seed, the default and the model's current `fast` at seeds 0-2 (`--cells
+interval`: all but the screen's frontier) and picks `fast`: the fastest whose mean FD is at most the default's mean +
+one standard deviation and whose agreement is >= 0.93 (the JSON says whether it takes at most half the default's
 seconds). Cells already in the output JSON are skipped (a killed run resumes). Writes
 benchmarks/results/sampler-frontier-<stage>-<reference>.{json,png,md}.
 """
@@ -56,8 +60,9 @@ CHEAP = [0, 1, 2]
 GUIDANCE_SCHEDULES = ["constant", "linear", "power-cosine"]
 AGREEMENT_BAR, SPEED_BAR = 0.93, 2.0
 KEYS = ("sampler", "schedule", "temperature", "temperature_end", "steps", "cheap_passes", "guidance_schedule",
-        "guidance_scale", "guidance_start")
+        "guidance_scale", "guidance_start", "choice_temperature")
 INTERVAL_STARTS = [0.34, 0.5, 0.67]  # at 6 steps: guide the last 4, 3 or 2 steps
+CHOICE_TEMPERATURES = [2.0, 3.0, 4.5]  # refine: 4.5 is the official (and the model's)
 
 
 def screen_cells(pipe, steps: list[int] = STEPS) -> list[dict]:
@@ -81,15 +86,32 @@ def interval_cells(pipe) -> list[dict]:
                                                         CHEAP)]
 
 
+def refine_cells(pipe) -> list[dict]:
+    """Confidence sampling at 5 and 6 steps guiding the last 2 or 3, x scale x choice temperature (2 cheap
+    passes); ReCAP's grouped decoding at 8 steps x 1-3 cheap passes x two temperatures."""
+    w, base = pipe.sampling.guidance_scale, default_cell(pipe)
+    cells = [{**base, "steps": t, "guidance_schedule": "linear", "guidance_start": round((t - guided) / t, 2),
+              "guidance_scale": scale, "cheap_passes": 2, "choice_temperature": ct}
+             for t, guided, scale, ct in itertools.product([5, 6], [2, 3], [w, 1.5 * w], CHOICE_TEMPERATURES)]
+    for c, (temperature, end) in itertools.product([1, 2, 3], [(base["temperature"], None), SAMPLERS["halton"][1:]]):
+        cells.append({**base, "sampler": "grouped", "cheap_passes": c, "temperature": temperature,
+                      "temperature_end": end})
+    return cells
+
+
 def interval_passing(out_dir: Path, pipe) -> list[dict]:
-    """The interval stage's cells within the quality bars at its seed (FD at most its default cell's)."""
-    path = out_dir / "sampler-frontier-interval-val.json"
-    if not path.is_file():
-        return []
-    found = json.loads(path.read_text())["rows"]
-    base = next(r for r in found if same(r, default_cell(pipe)))
-    return [{k: r[k] for k in KEYS} for r in found if r["class_agreement"] >= AGREEMENT_BAR
-            and r["frechet_distance"] <= base["frechet_distance"] and not same(r, base)]
+    """The interval and refine stages' cells within the quality bars at their seed (FD at most the stage's default
+    cell's)."""
+    cells = []
+    for stage in ("interval", "refine"):
+        path = out_dir / f"sampler-frontier-{stage}-val.json"
+        if not path.is_file():
+            continue
+        found = [with_defaults(r, pipe) for r in json.loads(path.read_text())["rows"]]
+        base = next(r for r in found if same(r, default_cell(pipe)))
+        cells += [{k: r[k] for k in KEYS} for r in found if r["class_agreement"] >= AGREEMENT_BAR
+                  and r["frechet_distance"] <= base["frechet_distance"] and not same(r, base)]
+    return cells
 
 
 def model_fast(pipe) -> list[dict]:
@@ -101,7 +123,8 @@ def model_fast(pipe) -> list[dict]:
 
 def with_defaults(row: dict, pipe) -> dict:
     """A row of an older result file, without the keys added since, completed with their values then."""
-    return {"guidance_scale": pipe.sampling.guidance_scale, "guidance_start": 0.0, **row}
+    return {"guidance_scale": pipe.sampling.guidance_scale, "guidance_start": 0.0,
+            "choice_temperature": pipe.sampling.choice_temperature, **row}
 
 
 def default_cell(pipe) -> dict:
@@ -109,7 +132,7 @@ def default_cell(pipe) -> dict:
     return {"sampler": s.sampler, "schedule": s.schedule, "temperature": s.temperature,
             "temperature_end": s.temperature_end, "steps": s.steps, "cheap_passes": s.cheap_passes,
             "guidance_schedule": s.guidance_schedule, "guidance_scale": s.guidance_scale,
-            "guidance_start": s.guidance_start}
+            "guidance_start": s.guidance_start, "choice_temperature": s.choice_temperature}
 
 
 def same(a: dict, b: dict) -> bool:
@@ -197,8 +220,8 @@ def table(result: dict) -> str:
     rows = result.get("summaries") or result["rows"]
     fmt = (lambda r, k, d: f"{r[k]['mean']:.{d}f} +- {r[k]['std']:.{d}f}") if result.get("summaries") else \
         (lambda r, k, d: f"{r[k]:.{d}f}")
-    lines = ["| sampler | schedule | temperature | steps | cheap passes | guidance | s / 1,000 images | FD | "
-             "precision | recall | agreement |", "|" + "---|" * 11]
+    lines = ["| sampler | schedule | temperature | choice temperature | steps | cheap passes | guidance | "
+             "s / 1,000 images | FD | precision | recall | agreement |", "|" + "---|" * 12]
     for r in sorted(rows, key=lambda r: r["seconds_per_1000"]["mean"] if result.get("summaries") else
                     r["seconds_per_1000"]):
         temp = f"{r['temperature']}" + (f" -> {r['temperature_end']}" if r.get("temperature_end") else "")
@@ -206,7 +229,8 @@ def table(result: dict) -> str:
             (f" after {r['guidance_start']:g}" if r.get("guidance_start") else "")
         mark = " (default)" if same(r, result["default"]) else " (fast)" if result.get("fast") and \
             same(r, result["fast"]) else ""
-        lines.append(f"| {r['sampler']}{mark} | {r['schedule']} | {temp} | {r['steps']} | {r['cheap_passes']} | "
+        lines.append(f"| {r['sampler']}{mark} | {r['schedule']} | {temp} | {r['choice_temperature']:g} | "
+                     f"{r['steps']} | {r['cheap_passes']} | "
                      f"{guidance} | {fmt(r, 'seconds_per_1000', 1)} | {fmt(r, 'frechet_distance', 2)} | "
                      f"{fmt(r, 'precision', 3)} | {fmt(r, 'recall', 3)} | {fmt(r, 'class_agreement', 3)} |")
     return "\n".join(lines) + "\n"
@@ -221,7 +245,8 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     markers = {"constant": "o", "linear": "s", "power-cosine": "^"}
     colours = {("confidence", 0): "tab:blue", ("confidence", 1): "tab:cyan", ("confidence", 2): "lightblue",
-               ("halton", 0): "tab:red", ("halton", 1): "tab:orange", ("halton", 2): "gold"}
+               ("halton", 0): "tab:red", ("halton", 1): "tab:orange", ("halton", 2): "gold",
+               ("grouped", 1): "tab:green", ("grouped", 2): "yellowgreen", ("grouped", 3): "darkgreen"}
     rows = result.get("summaries") or result["rows"]
     value = (lambda r, k: r[k]["mean"]) if result.get("summaries") else (lambda r, k: r[k])
     for r in rows:
@@ -275,7 +300,7 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["screen", "timing", "interval", "seeds"])
+    parser.add_argument("stage", choices=["screen", "timing", "interval", "refine", "seeds"])
     parser.add_argument("--model", default="fashion-mnist")
     parser.add_argument("--reference", choices=["val", "test"], default="val")
     parser.add_argument("--num-per-class", type=int, default=100)
@@ -319,6 +344,8 @@ def main() -> None:
         todo = [(c, 0) for c in screen_cells(pipe, [int(t) for t in args.steps.split(",")])]
     elif args.stage == "interval":
         todo = [(c, 0) for c in [default_cell(pipe)] + interval_cells(pipe)]
+    elif args.stage == "refine":
+        todo = [(c, 0) for c in [default_cell(pipe)] + refine_cells(pipe)]
     else:
         if args.cells == "interval":  # the default, the model's fast and the interval cells within the bars
             cells = [default_cell(pipe)] + interval_passing(args.out_dir, pipe) + model_fast(pipe)

@@ -41,9 +41,9 @@ def _halton_counts(u0: int, steps: int) -> list[int]:
     return [min(c, u0) for c in counts[:-1]] + [u0]
 
 
-@pytest.mark.parametrize("sampler", ["confidence", "halton"])
+@pytest.mark.parametrize("sampler,group", [("confidence", 1), ("halton", 1), ("grouped", 3), ("grouped", 8)])
 @pytest.mark.parametrize("editing", [False, True])
-def test_every_sampler_unmasks_the_scheduled_count_and_never_touches_known_tokens(sampler, editing):
+def test_every_sampler_unmasks_the_scheduled_count_and_never_touches_known_tokens(sampler, group, editing):
     steps, n = 8, 64
     tokens = torch.full((3, n), MASK)
     if editing:  # a different region known in each sample
@@ -53,7 +53,7 @@ def test_every_sampler_unmasks_the_scheduled_count_and_never_touches_known_token
     known = tokens != MASK
     schedule = "arccos" if sampler == "halton" else "cosine"
     out, history = decode(random_logits, tokens, mask_id=MASK, steps=steps, sampler=sampler, schedule=schedule,
-                          generator=torch.Generator().manual_seed(0), return_history=True)
+                          group=group, generator=torch.Generator().manual_seed(0), return_history=True)
     assert (out != MASK).all() and (out[known] == tokens[known]).all()
     assert (history[:, :, :][known.unsqueeze(1).expand_as(history)] == tokens[known].repeat_interleave(steps)).all()
     for b in range(3):
@@ -61,7 +61,7 @@ def test_every_sampler_unmasks_the_scheduled_count_and_never_touches_known_token
         decided = [int(((history[b, t] != MASK) & ~known[b]).sum()) for t in range(steps)]
         if sampler == "halton":
             expected = _halton_counts(u0, steps)
-        else:  # official: n = floor(U0 * gamma(r)) stay masked, clamped to [1, unknown - 1]
+        else:  # official (grouped too): n = floor(U0 * gamma(r)) stay masked, clamped to [1, unknown - 1]
             expected, unknown = [], u0
             for t in range(steps - 1):
                 masked = math.floor(u0 * float(mask_ratio(torch.tensor((t + 1) / steps), "cosine", u0)))
@@ -73,6 +73,42 @@ def test_every_sampler_unmasks_the_scheduled_count_and_never_touches_known_token
         for t in range(1, steps):
             before = history[b, t - 1] != MASK
             assert (history[b, t][before] == history[b, t - 1][before]).all()
+
+
+def test_grouped_sampler_plans_from_its_confidence_step_and_asks_for_the_decided_rows_only():
+    tokens = torch.full((3, 49), MASK)
+    tokens[1, :10] = 4  # editing: known tokens
+    run = lambda fn, **kw: decode(fn, tokens, mask_id=MASK, steps=6, generator=torch.Generator().manual_seed(5),  # noqa: E731
+                                  return_history=True, unknown_rows_only=True, **kw)
+    # group 1: every step is a confidence step, the official sampler exactly
+    assert torch.equal(run(random_logits, sampler="grouped", group=1)[1], run(random_logits)[1])
+    asked = []
+
+    def recording(current, rows):
+        asked.append(rows.clone())
+        return random_logits(current, rows)
+
+    out, history = run(recording, sampler="grouped", group=3)
+    assert len(asked) == 6
+    for t in (1, 2, 4, 5):  # planned steps: logits only where tokens are decided at this step
+        before = history[:, t - 1] if t else tokens
+        assert torch.equal(asked[t], (before == MASK) & (history[:, t] != MASK))
+    for t in (0, 3):  # confidence steps: every unknown position
+        assert torch.equal(asked[t], (history[:, t - 1] if t else tokens) == MASK)
+    # the planned positions are those the confidence step ranked next: with flat logits every log-confidence is
+    # equal, so the ranking is the Gumbel choice noise, whose uniforms are the step's second draw (after the
+    # (B, N, K) token noise); the positions decided by the end of each planned step extend that ranking in order
+    g = torch.Generator().manual_seed(9)
+    torch.rand(1, 49, K, generator=g)
+    ranking = torch.rand(1, 49, generator=g)[0].argsort(descending=True)  # -log(-log u) grows with u
+    _, history = decode(lambda current, rows: torch.zeros(int(rows.sum()), K), torch.full((1, 49), MASK),
+                        mask_id=MASK, steps=6, sampler="grouped", group=3, unknown_rows_only=True,
+                        generator=torch.Generator().manual_seed(9), return_history=True)
+    for t in range(3):
+        decided = int((history[0, t] != MASK).sum())
+        assert set((history[0, t] != MASK).nonzero().flatten().tolist()) == set(ranking[:decided].tolist())
+    with pytest.raises(ValueError, match="group"):
+        decode(random_logits, tokens, mask_id=MASK, sampler="grouped", group=0)
 
 
 def test_halton_order_is_rolled_per_sample_and_seeded():

@@ -171,7 +171,7 @@ def test_a_budget_spent_by_the_warm_up_is_reported_not_crashed(monkeypatch):
 
 
 def test_bench_sampler_names_and_the_flop_model_of_cached_passes():
-    from maskgit.speed.flops import ParallelSampler, parse_sampler, pass_rows
+    from maskgit.speed.flops import ParallelSampler, parse_sampler, pass_rows, unknown_per_step
 
     assert parse_sampler("halton-12+c2") == ParallelSampler("halton", 12, 2)
     assert parse_sampler("maskgit-8") == ParallelSampler("confidence", 8, 0) and parse_sampler("ar-naive") is None
@@ -189,19 +189,30 @@ def test_bench_sampler_names_and_the_flop_model_of_cached_passes():
     assert sum(r[1] for r in halton) == 16  # the head runs once per token: where it is decided
     cumulative = [sum(r[1] for r in halton[:t + 1]) for t in range(4)]  # decided since step 0 + decided now
     assert [r[0] for r in halton] == [16, cumulative[1], cumulative[2], 16]  # step 3 would be 16 > 12.8: full
+    # grouped, 64 tokens, 8 steps, 2 cheap passes: steps 0, 3 and 6 are confidence steps (every unknown position);
+    # the planned steps between need the positions decided now, over those decided since their group's full pass
+    assert parse_sampler("grouped-8+c2") == ParallelSampler("grouped", 8, 2)
+    grouped = pass_rows(64, 8, "grouped", cheap_passes=2, head_at_unknown=True)
+    decided = [0] + [64 - u for u in unknown_per_step(64, 8)[1:]] + [64]
+    assert [r[1] for r in grouped] == [64 - decided[t] if t % 3 == 0 else decided[t + 1] - decided[t]
+                                       for t in range(8)]
+    assert [r[0] for r in grouped] == [64 if t % 3 == 0 else decided[t + 1] - decided[3 * (t // 3)]
+                                       for t in range(8)]
     cfg = TransformerConfig(codebook_size=64, num_classes=2, grid_size=8, hidden_size=32, intermediate_size=64,
                             num_heads=2, num_layers=2)
     costs = [sampler_cost(cfg, "halton", 8, schedule="arccos", cheap_passes=c, head_at_unknown=True).flops
              for c in (0, 1, 2)]
     assert costs[0] > costs[1] > costs[2]
+    assert sampler_cost(cfg, "grouped", 8, cheap_passes=2, head_at_unknown=True).flops < \
+        sampler_cost(cfg, "maskgit", 8, cheap_passes=2, head_at_unknown=True).flops
 
 
 def test_bench_times_the_new_samplers(tmp_path):
     from maskgit.speed.bench import BenchSettings, run_benchmark
 
     settings = BenchSettings(preset="tiny", grids=(4,), batches=(2,), dtypes=("float32",),
-                             samplers=("maskgit-3", "halton-3", "halton-3+c1"), repeats=1, matmul_size=64,
-                             warmup_s=5, cell_budget_s=30)
+                             samplers=("maskgit-3", "halton-3", "halton-3+c1", "grouped-3+c2"), repeats=1,
+                             matmul_size=64, warmup_s=5, cell_budget_s=30)
     rows = run_benchmark(settings, preset(TRANSFORMER_PRESETS, "tiny"), progress=False)["rows"]
-    assert [r["status"] for r in rows] == ["timed"] * 3
+    assert [r["status"] for r in rows] == ["timed"] * 4
     assert rows[2]["flops_per_image"] < rows[1]["flops_per_image"]

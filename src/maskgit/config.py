@@ -128,7 +128,7 @@ class SamplingConfig:
     choice_temperature: float = 4.5
     guidance_scale: float = 0.0
     guidance_schedule: str = "constant"
-    sampler: str = "confidence"  # confidence (official) or halton
+    sampler: str = "confidence"  # confidence (official), halton or grouped (ReCAP)
     temperature_end: float | None = None  # softmax temperature runs linearly from `temperature` to this
     guidance_exponent: float = 2.75  # p of the power-cosine guidance schedule (TiTok 2.75, MaskBit 3)
     cheap_passes: int = 0  # cached (ReCAP) passes after each full forward pass

@@ -4,9 +4,12 @@
 from each sample's own initial number of unknown tokens, so the same loop serves generation
 (everything unknown) and every editing task (a region unknown). `guided_logits_fn` turns a
 conditional model into such a callable with classifier-free guidance in one batched forward pass.
-Two samplers share the loop (SPEC section 4b): `confidence`, the official one, re-masks the least confident
+Three samplers share the loop (SPEC section 4b): `confidence`, the official one, re-masks the least confident
 sampled tokens; `halton` decides positions in the order of a 2-D Halton sequence over the token grid (Besnier
-et al., ICLR 2025) and samples only those. Guidance and softmax temperature can follow schedules over the steps.
+et al., ICLR 2025) and samples only those; `grouped` (ReCAP's grouped decoding, arXiv 2505.19089) runs a
+confidence step every `group` steps and lets the steps between decide the next positions of that step's
+confidence order, sampling only there, so that their (cached) passes need logits at those few positions only.
+Guidance and softmax temperature can follow schedules over the steps.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 
 from .schedules import canonical_schedule, mask_ratio
 
-SAMPLERS = ("confidence", "halton")
+SAMPLERS = ("confidence", "halton", "grouped")
 GUIDANCE_SCHEDULES = ("constant", "linear", "power-cosine")
 LogitsFn = Callable[..., torch.Tensor]  # (tokens) -> (B, N, K); with `unknown_rows_only`: (tokens, rows) -> (M, K)
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
@@ -147,6 +150,7 @@ def decode(
     temperature: float = 1.0,
     temperature_end: float | None = None,
     sampler: str = "confidence",
+    group: int = 1,
     start_iter: int = 0,
     generator: GeneratorArg = None,
     return_history: bool = False,
@@ -163,14 +167,19 @@ def decode(
             (`confidence` sampler only).
         temperature: divides the logits before sampling (1.0 = official); with `temperature_end`, the
             temperature at the first step, running linearly to `temperature_end` at the last.
-        sampler: `confidence` (official: sample everywhere, keep the most confident) or `halton` (decide the
-            next positions of a randomly rolled 2-D Halton order over the grid; sample only there).
+        sampler: `confidence` (official: sample everywhere, keep the most confident), `halton` (decide the
+            next positions of a randomly rolled 2-D Halton order over the grid; sample only there) or `grouped`
+            (a confidence step every `group` steps; the steps between decide, with fresh logits, the positions
+            that step ranked next, as many as the schedule says; `group` 1 is `confidence` exactly).
+        group: `grouped` only: steps per group, one confidence step and `group` - 1 planned ones (the pipeline
+            uses `cheap_passes` + 1, so that each group is one full forward pass and its cheap passes).
         start_iter: skip the first iterations (official editing: 12 steps from iteration 2).
         generator: a `torch.Generator` on the tokens' device, or one per sample (row b of every
             random draw then comes from generator b, so a batch equals its samples decoded alone).
         return_history: also return the (B, steps - start_iter, N) tokens after each step.
         unknown_rows_only: call `logits_fn(tokens, rows)` with `rows` = the (B, N) bool positions whose logits
-            are needed (the unknown ones; `halton`: those decided at this step) and expect (M, K) logits at
+            are needed (the unknown ones; `halton` and planned `grouped` steps: those decided at this step) and
+            expect (M, K) logits at
             those M positions only (row-major), so the network skips its output head elsewhere. Same samples as
             the full call; shapes change every step, so use it where that is cheap (CPU, no torch.compile).
     Returns:
@@ -178,6 +187,8 @@ def decode(
         (tokens, history) where history holds `mask_id` at positions still unknown after each step.
     """
     _check_args(tokens, steps, start_iter, temperature, choice_temperature, temperature_end, sampler)
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        raise ValueError(f"group must be an integer >= 1, got {group!r}")
     canonical_schedule(schedule)  # fail before any model call on a bad name
     device = tokens.device
     unknown_at_start = (tokens == mask_id).sum(-1)  # U0, per sample: (B,)
@@ -185,14 +196,21 @@ def decode(
     progress = torch.tensor([(t + 1) / steps for t in range(steps)], dtype=torch.float32, device=device)
     order = _halton_ordinals(tokens == mask_id, generator) if sampler == "halton" else None
     current = tokens.clone()
-    history = []
+    history, ranks = [], None  # ranks: grouped, the noisy confidence ranks of its last confidence step
     for t in range(start_iter, steps):
         unknown = current == mask_id  # (B, N)
-        if order is None:
-            current = _confidence_step(logits_fn, current, unknown, unknown_at_start, t, steps, progress[t],
-                                       schedule, choice_temperature, temperature_at(t, steps, temperature,
-                                                                                    temperature_end),
-                                       mask_id, generator, unknown_rows_only)
+        tau = temperature_at(t, steps, temperature, temperature_end)
+        if sampler == "grouped" and (t - start_iter) % group:
+            # a planned step: of the positions the group's confidence step re-masked (its ranks 0 .. n - 1, least
+            # confident first), the most confident are decided until the schedule's n_t are left unknown
+            last = t == steps - 1
+            left = None if last else _masked_after(t, steps, progress[t], schedule, unknown_at_start, unknown)
+            now = unknown if last else unknown & (ranks >= left.unsqueeze(-1))
+            current = _decide(logits_fn, current, now, tau, t, steps, generator, unknown_rows_only)
+        elif order is None:
+            current, ranks = _confidence_step(logits_fn, current, unknown, unknown_at_start, t, steps, progress[t],
+                                              schedule, choice_temperature, tau, mask_id, generator,
+                                              unknown_rows_only)
         else:
             # Halton: the first c_t unknown positions of the rolled order are decided by the end of step t,
             # c_t = max(t + 1, floor(U0 * (1 - gamma(r)))) (the reference's count, over each sample's U0).
@@ -202,11 +220,7 @@ def decode(
             if t == steps - 1:
                 decided = unknown_at_start  # gamma is clipped at 1e-6, not 0: the last step decides the rest
             now = unknown & (order < decided.unsqueeze(-1))  # (B, N): the positions decided at this step
-            if now.any():  # with fewer unknown tokens than steps (editing), a step may decide none
-                logits = _call(logits_fn, current, now, unknown_rows_only, (t + 1) / steps)
-                tau = temperature_at(t, steps, temperature, temperature_end)
-                current = _sample(logits / tau if tau != 1.0 else logits, current, now, generator,
-                                  unknown_rows_only)[0]
+            current = _decide(logits_fn, current, now, tau, t, steps, generator, unknown_rows_only)
         if return_history:
             history.append(current)
     if return_history:
@@ -234,26 +248,41 @@ def _sample(logits: torch.Tensor, current: torch.Tensor, where: torch.Tensor, ge
     return _sample_unknown(logits, current, where, generator)
 
 
+def _decide(logits_fn: LogitsFn, current: torch.Tensor, now: torch.Tensor, tau: float, t: int, steps: int,
+            generator: GeneratorArg, rows_only: bool) -> torch.Tensor:
+    """Sample the tokens at the (B, N) positions `now` (halton and planned grouped steps: no confidence)."""
+    if not now.any():  # with fewer unknown tokens than steps (editing), a step may decide none
+        return current
+    logits = _call(logits_fn, current, now, rows_only, (t + 1) / steps)
+    return _sample(logits / tau if tau != 1.0 else logits, current, now, generator, rows_only)[0]
+
+
+def _masked_after(t: int, steps: int, r_t: torch.Tensor, schedule: str, unknown_at_start: torch.Tensor,
+                  unknown: torch.Tensor) -> torch.Tensor:
+    """(B,) tokens left unknown after step t < T - 1: the official cumulative rule n = floor(U0 * gamma(r)) in
+    float32, clamped to [1, unknown - 1] (log/exp take each sample's U0 as N, as the official schedule call does)."""
+    n = torch.floor(unknown_at_start.float() * mask_ratio(r_t, schedule, unknown_at_start)).long()
+    return torch.maximum(torch.ones_like(n), torch.minimum(unknown.sum(-1) - 1, n))
+
+
 def _confidence_step(logits_fn: LogitsFn, current: torch.Tensor, unknown: torch.Tensor, unknown_at_start: torch.Tensor,
                      t: int, steps: int, r_t: torch.Tensor, schedule: str, choice_temperature: float, tau: float,
-                     mask_id: int, generator: GeneratorArg, rows_only: bool) -> torch.Tensor:
-    """One step of the official sampler: sample every unknown token, re-mask the n least confident (noisy)."""
+                     mask_id: int, generator: GeneratorArg, rows_only: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step of the official sampler: sample every unknown token, re-mask the n least confident (noisy).
+    Returns the tokens and the (B, N) ranks of the noisy confidences (0 = least confident; None at the last step)."""
     logits = _call(logits_fn, current, unknown, rows_only, (t + 1) / steps)
     if tau != 1.0:
         logits = logits / tau
     sampled, log_conf = _sample(logits, current, unknown, generator, rows_only)  # (B, N) each
     if t == steps - 1:
-        return sampled  # after the last step everything is decided
-    # Official cumulative rule, in float32: n = floor(U0 * gamma(r)), clamped to [1, unknown - 1].
+        return sampled, None  # after the last step everything is decided
+    n = _masked_after(t, steps, r_t, schedule, unknown_at_start, unknown)
     r = (t + 1) / steps
-    # log/exp take each sample's initial unknown count as N, as the official schedule call does.
-    ratio = mask_ratio(r_t, schedule, unknown_at_start)
-    n = torch.floor(unknown_at_start.float() * ratio).long()
-    n = torch.maximum(torch.ones_like(n), torch.minimum(unknown.sum(-1) - 1, n))
     noisy = log_conf + choice_temperature * (1.0 - r) * gumbel_noise(tuple(current.shape), generator, current.device)
     ranks = noisy.argsort(dim=-1).argsort(dim=-1)  # 0 = least confident
     remask = (ranks < n.unsqueeze(-1)) & unknown
-    return sampled.masked_fill(remask, mask_id)
+    return sampled.masked_fill(remask, mask_id), ranks
 
 
 def _halton_ordinals(unknown: torch.Tensor, generator: GeneratorArg) -> torch.Tensor:

@@ -209,8 +209,10 @@ class MaskGIT(nn.Module):
             out = decode(
                 logits_fn, tokens, mask_id=cfg.mask_id, steps=s.steps, schedule=s.schedule,
                 temperature=s.temperature, temperature_end=s.temperature_end, sampler=s.sampler,
-                choice_temperature=s.choice_temperature, start_iter=start_iter, generator=generator,
-                return_history=return_history, unknown_rows_only=head_at_unknown_only(self.device, compile=compile),
+                group=s.cheap_passes + 1, choice_temperature=s.choice_temperature, start_iter=start_iter,
+                generator=generator, return_history=return_history,
+                # cheap passes change shapes every step anyway: ask for the rows needed on every device
+                unknown_rows_only=bool(s.cheap_passes) or head_at_unknown_only(self.device, compile=compile),
             )
         return tuple(t.clone() for t in out) if return_history else out.clone()  # plain tensors again
 

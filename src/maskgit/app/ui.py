@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..decoding import SAMPLERS
 from ..schedules import SCHEDULES
 from .callbacks import UNCONDITIONAL, Callbacks, Result
 from .gradio_import import import_gradio
@@ -109,8 +110,9 @@ def _sampling_controls(cb: Callbacks, steps: int | None = None) -> list:
                          gr.Radio(["constant", "linear", "power-cosine"], value=s.guidance_schedule,
                                   label="guidance schedule")]
         with gr.Row():
-            controls += [gr.Radio(["confidence", "halton"], value=s.sampler, label="sampler",
-                                  info="confidence: official; halton: positions in a 2-D Halton order"),
+            controls += [gr.Radio(list(SAMPLERS), value=s.sampler, label="sampler",
+                                  info="confidence: official; halton: positions in a 2-D Halton order; grouped: "
+                                       "ReCAP's grouped decoding (with cheap passes)"),
                          gr.Number(s.cheap_passes, label="cheap passes", precision=0,
                                    info="cached passes after each full forward pass (0 = off)"),
                          gr.Number(0, label="seed", precision=0, info="same seed, same result")]

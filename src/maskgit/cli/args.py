@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..bundled import PRETRAINED_DIR, bundled_or_path
+from ..decoding import SAMPLERS
 
 MODEL_HELP = "a bundled model name (fashion-mnist) or a directory written by save_pretrained / `maskgit train`"
 LABELS_RULE = ("names are matched first (case-insensitive; a model trained on an image folder has its class folder "
@@ -109,10 +110,12 @@ def add_sampling_args(parser: argparse.ArgumentParser, steps_default: str | None
     g.add_argument("--guidance-start", type=float, default=None,
                    help="guide only the steps whose progress (t + 1) / T exceeds this, in [0, 1); earlier steps skip "
                         f"the unconditional pass, so they cost half (a guidance interval) {default('guidance_start')}")
-    g.add_argument("--sampler", choices=["confidence", "halton"], default=None,
+    g.add_argument("--sampler", choices=list(SAMPLERS), default=None,
                    help="confidence: the official sampler (keep the most confident tokens); halton: decide positions "
                         "in a 2-D Halton order over the grid (Besnier et al. 2025; use with --schedule arccos as "
-                        f"its reference) {default('sampler')}")
+                        "its reference); grouped: ReCAP's grouped decoding, a confidence step per full pass whose "
+                        "ranking decides the positions of the --cheap-passes steps after it "
+                        f"{default('sampler')}")
     g.add_argument("--temperature-end", type=float, default=None,
                    help="softmax temperature at the last step; it runs linearly from --temperature (none: constant) "
                         f"{default('temperature_end')}")

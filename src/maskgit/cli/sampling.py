@@ -49,8 +49,8 @@ def run_sample(args: argparse.Namespace) -> None:
     from ..sampling import sample_to_directory
 
     if args.sampler is not None and args.ar_sampler is not None:
-        raise ValueError("--sampler is MaskGIT's (confidence, halton), --ar-sampler the autoregressive baseline's "
-                         "(cached, naive): pass the one for your model")
+        raise ValueError("--sampler is MaskGIT's (confidence, halton, grouped), --ar-sampler the autoregressive "
+                         "baseline's (cached, naive): pass the one for your model")
 
     written = sample_to_directory(args.model, args.out, labels=args.labels, num_per_label=args.num,
                                   seed=args.seed, device=args.device, show_steps=args.show_steps,

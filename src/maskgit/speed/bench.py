@@ -145,6 +145,7 @@ def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, 
                 if parallel.cheap_passes else fast_forward(nets.bidirectional, dtype)  # as MaskGIT.fill_tokens
             logits_fn = guided_logits_fn(timed(network), labels, mask_id=cfg.mask_id, null_label=cfg.null_label)
             decode(logits_fn, tokens, mask_id=cfg.mask_id, steps=parallel.steps, sampler=parallel.sampler,
+                   group=parallel.cheap_passes + 1,
                    schedule=parallel.schedule, generator=generator, unknown_rows_only=head_at_unknown_only(device))
         else:
             def forward(fn, *args):
@@ -177,7 +178,7 @@ def describe_cell(cfg: TransformerConfig, sampler: str, batch: int, dtype_name: 
     if parallel is None:
         cost = sampler_cost(cfg, sampler, 8, torch.finfo(dtype).bits // 8)
     else:
-        cost = sampler_cost(cfg, "halton" if parallel.sampler == "halton" else "maskgit", parallel.steps,
+        cost = sampler_cost(cfg, "maskgit" if parallel.sampler == "confidence" else parallel.sampler, parallel.steps,
                             torch.finfo(dtype).bits // 8, head_at_unknown=head_at_unknown_only(device),
                             schedule=parallel.schedule, cheap_passes=parallel.cheap_passes)
     row = {"sampler": sampler, "batch": batch, "dtype": dtype_name, "grid": cfg.grid_size,

@@ -16,16 +16,17 @@ import torch
 from ..config import TransformerConfig
 from ..schedules import mask_ratio
 
-SAMPLER_NAMES = ("maskgit", "halton", "ar-cached", "ar-naive")
+SAMPLER_NAMES = ("maskgit", "halton", "grouped", "ar-cached", "ar-naive")
 BENCH_SAMPLER_HELP = ("maskgit-T (the confidence sampler, T steps), halton-T (the Halton sampler, arccos schedule), "
-                      "either with +cK (K cached passes after each full pass, e.g. halton-8+c1), ar-cached, ar-naive")
+                      "grouped-T (ReCAP's grouped decoding), each with +cK (K cached passes after each full pass, "
+                      "e.g. halton-8+c1, grouped-8+c2), ar-cached, ar-naive")
 
 
 @dataclass(frozen=True)
 class ParallelSampler:
     """A bench sampler name such as `maskgit-8` or `halton-12+c1`: decoding sampler, steps and cheap passes."""
 
-    sampler: str  # "confidence" or "halton"
+    sampler: str  # "confidence", "halton" or "grouped"
     steps: int
     cheap_passes: int = 0
 
@@ -35,14 +36,15 @@ class ParallelSampler:
 
 
 def parse_sampler(name: str) -> ParallelSampler | None:
-    """`maskgit-T[+cK]` / `halton-T[+cK]` -> ParallelSampler; `ar-cached` / `ar-naive` -> None; else ValueError."""
+    """`maskgit-T[+cK]` / `halton-T[+cK]` / `grouped-T[+cK]` -> ParallelSampler; `ar-cached` / `ar-naive` -> None;
+    else ValueError."""
     if name in ("ar-cached", "ar-naive"):
         return None
     kind, _, rest = name.partition("-")
     steps, _, cheap = rest.partition("+c")
-    if kind in ("maskgit", "halton") and steps.isdigit() and int(steps) > 0 and (not cheap or cheap.isdigit()) \
-            and ("+" not in rest or cheap):
-        return ParallelSampler("confidence" if kind == "maskgit" else "halton", int(steps), int(cheap or 0))
+    if kind in ("maskgit", "halton", "grouped") and steps.isdigit() and int(steps) > 0 and \
+            (not cheap or cheap.isdigit()) and ("+" not in rest or cheap):
+        return ParallelSampler("confidence" if kind == "maskgit" else kind, int(steps), int(cheap or 0))
     raise ValueError(f"unknown sampler {name!r}; use {BENCH_SAMPLER_HELP}")
 
 
@@ -97,16 +99,19 @@ def pass_rows(num_tokens: int, steps: int, sampler: str = "maskgit", schedule: s
               cheap_passes: int = 0, head_at_unknown: bool = False) -> list[tuple[int, int]]:
     """Per step: (image positions run through the layers, positions the head runs at). A full pass runs all of
     them; a cheap pass (ReCAP) the positions decided since the last full pass plus those whose logits are
-    needed: the unknown ones (confidence), or the ones decided at this step (halton). As `CachedPasses`, a cheap
-    pass that would run more than `FULL_ABOVE` of the positions runs as a full pass (and the count restarts)."""
+    needed: the unknown ones (confidence, and the confidence steps of grouped), or the ones decided at this step
+    (halton, and the planned steps of grouped: every (cheap_passes + 1)-th step is a confidence step). As
+    `CachedPasses`, a cheap pass that would run more than `FULL_ABOVE` of the positions runs as a full pass (and the
+    count restarts)."""
     from ..cached_passes import FULL_ABOVE
 
     decided = [0] + decoded_per_step(num_tokens, steps, sampler, schedule)  # decided[t]: before step t
     rows, last_full = [], None
     for t in range(steps):
-        # logits needed: halton, the positions decided now (given as rows to a head at the unknown only; without
-        # rows, a cheap pass recomputes every unknown position); confidence, every unknown position
-        needed = (decided[t + 1] - decided[t]) if sampler == "halton" and head_at_unknown else num_tokens - decided[t]
+        # logits needed: halton and planned steps, the positions decided now (given as rows to a head at the
+        # unknown only; without rows, a cheap pass recomputes every unknown position); else every unknown position
+        planned = sampler == "halton" or sampler == "grouped" and t % (cheap_passes + 1) > 0
+        needed = (decided[t + 1] - decided[t]) if planned and head_at_unknown else num_tokens - decided[t]
         head = needed if head_at_unknown else num_tokens
         computed = None if last_full is None or t - last_full > cheap_passes else \
             decided[t] - decided[last_full] + needed
@@ -118,11 +123,11 @@ def pass_rows(num_tokens: int, steps: int, sampler: str = "maskgit", schedule: s
 
 def sampler_cost(cfg: TransformerConfig, sampler: str, steps: int = 8, bytes_per_value: int = 4, *,
                  head_at_unknown: bool = False, schedule: str = "cosine", cheap_passes: int = 0) -> Cost:
-    """Cost of one image with `sampler` in SAMPLER_NAMES (`steps` and `cheap_passes` for maskgit / halton);
+    """Cost of one image with `sampler` in SAMPLER_NAMES (`steps` and `cheap_passes` for maskgit / halton / grouped);
     attention counted causally for AR. A cheap pass's rows attend to the whole cached sequence."""
     n, length, d, layers = cfg.num_tokens, cfg.seq_len, cfg.hidden_size, cfg.num_layers
     weights = parameter_count(cfg) * bytes_per_value
-    if sampler in ("maskgit", "halton"):
+    if sampler in ("maskgit", "halton", "grouped"):
         flops, prefix = 0.0, length - n  # the class token: rerun by full passes only
         for computed, head in pass_rows(n, steps, sampler, schedule, cheap_passes, head_at_unknown):
             m = computed + (prefix if computed == n else 0)  # (a cheap pass of every position counts as full)
