@@ -140,6 +140,26 @@ def test_power_cosine_guidance_matches_its_formula():
                          guidance_scale=1.0, guidance_schedule="power-cosine", guidance_exponent=0)
 
 
+def test_guidance_skips_the_unconditional_pass_where_its_scale_is_zero_for_every_sample():
+    calls = []
+
+    def model(tokens, labels, rows=None):  # row-wise: logits depend on each row's own tokens and label only
+        calls.append(len(tokens))
+        logits = (tokens.unsqueeze(-1).float() * 0.01 + labels[:, None, None] * 0.1) * torch.arange(1, K + 1)
+        return logits if rows is None else logits[rows]
+
+    labels = torch.tensor([0, 2])
+    fn = guided_logits_fn(model, labels, mask_id=MASK, null_label=3, guidance_scale=4.0, guidance_schedule="linear")
+    blank = torch.full((2, 16), MASK)
+    assert torch.equal(fn(blank), model(blank, labels)) and calls == [2, 2]  # w = 0 at nothing decided: B rows
+    half = blank.clone()
+    half[:, :8] = 1
+    w = 4.0 * 0.5
+    cond, uncond = model(half, labels), model(half, torch.tensor([3, 3]))
+    calls.clear()
+    assert torch.allclose(fn(half), cond + w * (cond - uncond)) and calls[0] == 4  # guided: one 2B pass
+
+
 def test_temperature_schedule_runs_linearly_and_constant_is_the_official_path():
     assert [temperature_at(t, 5, 2.0, 1.0) for t in range(5)] == [2.0, 1.75, 1.5, 1.25, 1.0]
     assert temperature_at(3, 5, 1.3, None) == 1.3
@@ -369,3 +389,13 @@ def test_guidance_start_skips_the_unconditional_pass_before_it_and_guides_after(
         guided_logits_fn(model_fn, labels, mask_id=mask, null_label=3, guidance_scale=2.0, guidance_start=1.0)
     with pytest.raises(ValueError, match="guidance_start"):
         SamplingConfig(guidance_start=-0.1)
+
+
+def test_the_bundled_fast_preset_is_the_cell_the_sampler_study_chose():
+    root = Path(__file__).resolve().parents[1]
+    chosen = json.loads((root / "benchmarks/results/sampler-frontier-seeds-val.json").read_text())["fast"]
+    config = json.loads((root / "src/maskgit/pretrained/fashion-mnist/config.json").read_text())
+    fast = next(p["sampling"] for p in config["sampling_presets"] if p["name"] == "fast")
+    assert chosen["reaches_speed_bar"] and chosen["speedup"] >= 2
+    assert {k: fast[k] for k in chosen if k in fast} == {k: v for k, v in chosen.items() if k in fast}
+    SamplingConfig(**fast)  # a valid setting

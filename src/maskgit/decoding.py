@@ -357,10 +357,6 @@ def guided_logits_fn(
     def logits_fn(tokens: torch.Tensor, rows: torch.Tensor | None = None, step_progress: float | None = None):
         if step_progress is not None and step_progress <= guidance_start:
             return conditional(tokens, rows).float()  # outside the guidance interval: w = 0, no unconditional pass
-        both_labels = torch.cat([labels, torch.full_like(labels, null_label)])
-        both = model_fn(torch.cat([tokens, tokens]), both_labels) if rows is None else \
-            model_fn(torch.cat([tokens, tokens]), both_labels, rows=torch.cat([rows, rows]))
-        cond, uncond = both.float().chunk(2)  # row-major selection: the first half of the rows is the first batch
         # power-cosine follows the step, r = (t + 1) / T (as MDT, TiTok and MaskBit); linear the fraction of
         # tokens decided (this library's earlier rule, which the bundled model's defaults were chosen with)
         if guidance_schedule == "power-cosine" and step_progress is not None:
@@ -368,6 +364,15 @@ def guided_logits_fn(
         else:
             progress = (tokens != mask_id).float().mean(-1)  # (B,)
         scale = guidance_scale_at(guidance_scale, guidance_schedule, progress, guidance_exponent)
+        if tokens.device.type == "cpu" and not scale.any():
+            # w = 0 for every sample (the linear schedule's first step when generating): cond + 0 * (cond - uncond)
+            # is cond exactly, so the unconditional pass is skipped (on accelerators this check would wait for
+            # the device; they keep the 2B pass)
+            return conditional(tokens, rows).float()
+        both_labels = torch.cat([labels, torch.full_like(labels, null_label)])
+        both = model_fn(torch.cat([tokens, tokens]), both_labels) if rows is None else \
+            model_fn(torch.cat([tokens, tokens]), both_labels, rows=torch.cat([rows, rows]))
+        cond, uncond = both.float().chunk(2)  # row-major selection: the first half of the rows is the first batch
         scale = scale[:, None, None] if rows is None else scale.repeat_interleave(rows.sum(-1))[:, None]
         return cond + scale * (cond - uncond)
 
