@@ -179,9 +179,9 @@ def decode(
         return_history: also return the (B, steps - start_iter, N) tokens after each step.
         unknown_rows_only: call `logits_fn(tokens, rows)` with `rows` = the (B, N) bool positions whose logits
             are needed (the unknown ones; `halton` and planned `grouped` steps: those decided at this step) and
-            expect (M, K) logits at
-            those M positions only (row-major), so the network skips its output head elsewhere. Same samples as
-            the full call; shapes change every step, so use it where that is cheap (CPU, no torch.compile).
+            expect (M, K) logits at those M positions only (row-major), so the network skips its output head
+            elsewhere. Same samples as the full call; shapes change every step, so use it where that is cheap
+            (CPU, no torch.compile).
     Returns:
         (B, N) long tokens with every position decided; with `return_history`, a tuple
         (tokens, history) where history holds `mask_id` at positions still unknown after each step.
