@@ -312,16 +312,22 @@ def test_float32_tokens_are_identical_to_the_sampler_before_the_fast_path():
         assert got.tolist() == case["tokens"], case["settings"]
 
 
-def test_sample_settings_json_reproduces_the_images_with_every_new_option(tmp_path):
+@pytest.mark.parametrize("options", [
+    ["--sampler", "halton", "--schedule", "arccos", "--steps", "5", "--cheap-passes", "1", "--guidance-schedule",
+     "power-cosine", "--guidance-exponent", "2", "--temperature-end", "0.8"],
+    ["--sampler", "grouped", "--steps", "6", "--cheap-passes", "2", "--guidance-start", "0.5",
+     "--choice-temperature", "3"],
+])
+def test_sample_settings_json_reproduces_the_images_with_every_new_option(tmp_path, options):
     from maskgit.cli import main
     from maskgit.sampling import sample_to_directory
 
-    options = ["--sampler", "halton", "--schedule", "arccos", "--steps", "5", "--cheap-passes", "1",
-               "--guidance-schedule", "power-cosine", "--guidance-exponent", "2", "--temperature-end", "0.8"]
     assert main(["sample", "--labels", "0,7", "--out", str(tmp_path / "a"), "--seed", "3", "--no-progress",
                  *options]) == 0
     meta = json.loads((tmp_path / "a" / "sampling.json").read_text())
-    assert meta["overrides"]["sampler"] == "halton" and meta["overrides"]["cheap_passes"] == 1
+    given = dict(zip(options[::2], options[1::2]))
+    assert meta["overrides"]["sampler"] == given["--sampler"]
+    assert meta["overrides"]["cheap_passes"] == int(given["--cheap-passes"])
     sample_to_directory(meta["model"], tmp_path / "b", labels=["0", "7"], seed=meta["seed"], progress=False,
                         **meta["overrides"])
     for name in ("0000_t-shirt-top.png", "0001_sneaker.png"):
