@@ -322,11 +322,12 @@ def fast_forward(model: torch.nn.Module, dtype: torch.dtype, *, compile: bool = 
         network = cache[mode]
     return network
 
-def head_at_unknown_only(device: torch.device | str, *, compile: bool = False) -> bool:
+def head_at_unknown_only(device: torch.device | str, *, compile: bool = False, cheap_passes: int = 0) -> bool:
     """Whether decoding asks the network for logits at the unknown positions only (`decode(unknown_rows_only=)`).
 
     On the CPU the output head and the sampling then skip the decided positions (about a third of the head's
     work over a cosine schedule); accelerators and torch.compile keep static shapes (no host synchronisation,
-    no recompiles) and compute every position.
+    no recompiles) and compute every position, except with cheap passes, whose shapes change every step anyway
+    and which recompute only the rows asked for.
     """
-    return torch.device(device).type == "cpu" and not compile
+    return bool(cheap_passes) or torch.device(device).type == "cpu" and not compile

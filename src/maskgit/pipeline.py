@@ -211,8 +211,7 @@ class MaskGIT(nn.Module):
                 temperature=s.temperature, temperature_end=s.temperature_end, sampler=s.sampler,
                 group=s.cheap_passes + 1, choice_temperature=s.choice_temperature, start_iter=start_iter,
                 generator=generator, return_history=return_history,
-                # cheap passes change shapes every step anyway: ask for the rows needed on every device
-                unknown_rows_only=bool(s.cheap_passes) or head_at_unknown_only(self.device, compile=compile),
+                unknown_rows_only=head_at_unknown_only(self.device, compile=compile, cheap_passes=s.cheap_passes),
             )
         return tuple(t.clone() for t in out) if return_history else out.clone()  # plain tensors again
 

@@ -146,7 +146,8 @@ def _sampling_run(nets: Networks, sampler: str, batch: int, dtype: torch.dtype, 
             logits_fn = guided_logits_fn(timed(network), labels, mask_id=cfg.mask_id, null_label=cfg.null_label)
             decode(logits_fn, tokens, mask_id=cfg.mask_id, steps=parallel.steps, sampler=parallel.sampler,
                    group=parallel.cheap_passes + 1,
-                   schedule=parallel.schedule, generator=generator, unknown_rows_only=head_at_unknown_only(device))
+                   schedule=parallel.schedule, generator=generator,
+                   unknown_rows_only=head_at_unknown_only(device, cheap_passes=parallel.cheap_passes))
         else:
             def forward(fn, *args):
                 with autocast(device, dtype):
@@ -179,7 +180,8 @@ def describe_cell(cfg: TransformerConfig, sampler: str, batch: int, dtype_name: 
         cost = sampler_cost(cfg, sampler, 8, torch.finfo(dtype).bits // 8)
     else:
         cost = sampler_cost(cfg, "maskgit" if parallel.sampler == "confidence" else parallel.sampler, parallel.steps,
-                            torch.finfo(dtype).bits // 8, head_at_unknown=head_at_unknown_only(device),
+                            torch.finfo(dtype).bits // 8,
+                            head_at_unknown=head_at_unknown_only(device, cheap_passes=parallel.cheap_passes),
                             schedule=parallel.schedule, cheap_passes=parallel.cheap_passes)
     row = {"sampler": sampler, "batch": batch, "dtype": dtype_name, "grid": cfg.grid_size,
            "flops_per_image": cost.flops, "network_calls": cost.network_calls,
